@@ -1,0 +1,1 @@
+"""Mechanistic-interpretability and steering workbench: core (models, hook sites, activation store, data)."""
