@@ -21,8 +21,11 @@ from workbench.models.tiny import tiny_llama, tiny_tokenizer
 
 log = logging.getLogger(__name__)
 
+TINY_MODEL = "tiny"
+"""Name that ``load_model`` maps to ``tiny_model()`` (tests, UI smoke runs)."""
+
 __all__ = ["CATALOG", "DEFAULT_MODEL", "LoadedModel", "OfflineModel", "default_device", "fetch_model",
-           "load_model", "tiny_model", "wrap_model"]
+           "load_model", "tiny_model", "wrap_model", "TINY_MODEL"]
 
 
 def default_device() -> torch.device:
@@ -60,6 +63,8 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, device: str | torch.dev
     target = torch.device(device) if device is not None else default_device()
     torch_dtype = _resolve_dtype(dtype, target)
     name = str(name_or_path)
+    if name == TINY_MODEL:
+        return tiny_model(device=target)
     fingerprint = None
     if name in CATALOG:
         folder = fetch_model(name)
