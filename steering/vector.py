@@ -60,7 +60,7 @@ class SteeringVector:
     def __sub__(self, other: "SteeringVector") -> "SteeringVector":
         return self._combine(other, -1.0)
 
-    def __mul__(self, factor: float) -> "SteeringVector":
+    def __mul__(self, factor: float | int) -> "SteeringVector":
         return replace(self, vector=self.vector * float(factor))
 
     __rmul__ = __mul__
