@@ -11,7 +11,8 @@ from pathlib import Path
 
 def cache_dir() -> Path:
     """Root of every cache; created on first use."""
-    root = Path(os.environ.get("WORKBENCH_CACHE", Path.home() / ".cache" / "workbench")).expanduser()
+    configured = os.environ.get("WORKBENCH_CACHE", "").strip()  # empty counts as unset, never "the current folder"
+    root = Path(configured).expanduser() if configured else Path.home() / ".cache" / "workbench"
     root.mkdir(parents=True, exist_ok=True)
     return root
 
