@@ -23,12 +23,12 @@ _LOCK = threading.Lock()
 
 
 def nnsight_model(lm: "LoadedModel"):
-    """An ``nnsight.LanguageModel`` around the already loaded HF model (cached per model; no copy, no download)."""
-    from nnsight import LanguageModel
+    """An ``nnsight.TransformersModel`` around the already loaded HF model (cached per model; no copy, no download)."""
+    from nnsight import TransformersModel
 
     with _LOCK:
         if lm.model not in _WRAPPERS:
-            _WRAPPERS[lm.model] = LanguageModel(lm.model, tokenizer=lm.tokenizer)
+            _WRAPPERS[lm.model] = TransformersModel(lm.model, task="text-generation", tokenizer=lm.tokenizer)
         return _WRAPPERS[lm.model]
 
 
