@@ -9,7 +9,7 @@ from torch import Tensor
 
 from workbench.hooks.ops import Record
 from workbench.hooks.session import HookSession, StopForward
-from workbench.hooks.sites import SiteLike, parse_site
+from workbench.hooks.sites import Site, SiteLike, parse_site
 
 if TYPE_CHECKING:
     from workbench.models import LoadedModel
@@ -31,6 +31,14 @@ def as_batch(lm: "LoadedModel", inputs: Inputs) -> dict[str, Tensor]:
     return lm.tokenize(inputs)
 
 
+def _site_list(sites: Sequence[SiteLike] | SiteLike) -> list[SiteLike]:
+    """One site (``"resid_post.3"``, ``Site``, ``("resid_post", 3)``) or a sequence of them."""
+    single_tuple = isinstance(sites, tuple) and len(sites) == 2 and isinstance(sites[1], int)
+    if isinstance(sites, (str, Site)) or single_tuple:
+        return [sites]
+    return list(sites)
+
+
 def record(lm: "LoadedModel", inputs: Inputs, sites: Sequence[SiteLike] | SiteLike, *, stop_early: bool = True,
            to_cpu: bool = False) -> dict[str, Tensor]:
     """Activations at ``sites`` for one batch, keyed by canonical site name.
@@ -38,10 +46,7 @@ def record(lm: "LoadedModel", inputs: Inputs, sites: Sequence[SiteLike] | SiteLi
     With ``stop_early`` (default) the forward pass ends right after the deepest requested site: no compute is spent
     on later layers or the LM head.
     """
-    if isinstance(sites, (str, tuple)) and not (isinstance(sites, tuple) and isinstance(sites[0], (str, tuple))
-                                                and len(sites) != 2):
-        sites = [sites]  # a single site
-    parsed = [parse_site(s, lm) for s in sites]
+    parsed = [parse_site(s, lm) for s in _site_list(sites)]
     if not parsed:
         raise ValueError("record() needs at least one site")
     recorders = [Record(site=site, to_cpu=to_cpu) for site in parsed]
