@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 MODEL ?= smollm2-135m-instruct
 
-.PHONY: install assets app test test-integration test-all bench clean-venv
+.PHONY: install assets app test test-unit bench bench-ui test-llamacpp
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -35,3 +35,15 @@ test-unit: install
 
 bench: assets
 	$(BIN)/python bench/harvest.py
+	$(BIN)/python bench/steer_gen.py
+
+# Real-browser UI run (Debian chromium + playwright); screenshots into bench/results/ui/.
+bench-ui: assets
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	$(BIN)/python -m pip install -q -e '.[ui]'
+	$(BIN)/python bench/ui_browser.py
+
+# Opt-in: builds llama-cpp-python (~15 min) and checks an exported control vector in llama.cpp.
+test-llamacpp: assets
+	$(BIN)/python -m pip install -q llama-cpp-python
+	$(BIN)/python -m pytest -q -m llamacpp tests/test_export_llamacpp.py
