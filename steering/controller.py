@@ -16,7 +16,6 @@ prompt token with the patch: the extra cost is one token per prompt plus the MLP
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -234,14 +233,7 @@ class Controller:
     @classmethod
     def load(cls, path: str | Path, lm: "LoadedModel | None" = None) -> "Controller":
         """Load and validate; with ``lm``, also check fingerprint, width and layers against that model."""
-        base = Path(path).with_suffix("")
-        meta_path, tensor_path = base.with_suffix(".json"), base.with_suffix(".safetensors")
-        for p in (meta_path, tensor_path):
-            if not p.exists():
-                raise FileNotFoundError(f"{p} is missing; a controller is a .json + .safetensors pair")
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{meta_path} is not a WAS controller (format={meta.get('format')!r})")
+        meta, meta_path, tensor_path = atomic.read_artifact_manifest(path, FORMAT, "a WAS controller")
         tensors = load_file(str(tensor_path))
         for name, tensor in tensors.items():
             if not torch.isfinite(tensor).all():

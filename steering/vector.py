@@ -7,7 +7,6 @@ and vectors support ``2 * v``, ``v - w``, ``-v``. Saved as ``<name>.safetensors`
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -103,14 +102,8 @@ class SteeringVector:
 
     @classmethod
     def load(cls, path: str | Path) -> "SteeringVector":
-        base = Path(path).with_suffix("")
-        meta_path, tensor_path = base.with_suffix(".json"), base.with_suffix(".safetensors")
-        for p in (meta_path, tensor_path):
-            if not p.exists():
-                raise FileNotFoundError(f"{p} is missing; a steering vector is a .json + .safetensors pair")
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format") != "workbench.steering_vector":
-            raise ValueError(f"{meta_path} is not a workbench steering vector (format={meta.get('format')!r})")
+        meta, _, tensor_path = atomic.read_artifact_manifest(path, "workbench.steering_vector",
+                                                             "a workbench steering vector")
         tensors = load_file(str(tensor_path))
         if set(tensors) != {"vector"} or tensors["vector"].shape != (meta["d_model"],):
             raise ValueError(f"{tensor_path} should hold one tensor 'vector' of shape ({meta['d_model']},)")

@@ -54,3 +54,19 @@ def sha256_file(path: str | os.PathLike[str], chunk_bytes: int = 1 << 20) -> str
         while chunk := handle.read(chunk_bytes):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def read_artifact_manifest(path: str | os.PathLike[str], fmt: str, what: str) -> tuple[dict, Path, Path]:
+    """Read the JSON half of a ``.json`` + ``.safetensors`` artifact pair and check its ``format`` field.
+
+    Returns ``(meta, meta_path, tensor_path)``; ``what`` names the artifact in errors ("a steering vector").
+    """
+    base = Path(path).with_suffix("")
+    meta_path, tensor_path = base.with_suffix(".json"), base.with_suffix(".safetensors")
+    for p in (meta_path, tensor_path):
+        if not p.exists():
+            raise FileNotFoundError(f"{p} is missing; {what} is a .json + .safetensors pair")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != fmt:
+        raise ValueError(f"{meta_path} is not {what} (format={meta.get('format')!r})")
+    return meta, meta_path, tensor_path

@@ -14,7 +14,6 @@ result matches hook-based ablation exactly.
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -138,14 +137,7 @@ def save_delta(lm: "LoadedModel", direction: Tensor, path: str | Path, **metadat
 
 def apply_delta(lm: "LoadedModel", path: str | Path) -> "LoadedModel":
     """Rebuild the orthogonalised model from ``lm`` and a saved delta (checked against ``lm``)."""
-    base = Path(path).with_suffix("")
-    meta_path, tensor_path = base.with_suffix(".json"), base.with_suffix(".safetensors")
-    for p in (meta_path, tensor_path):
-        if not p.exists():
-            raise FileNotFoundError(f"{p} is missing; a rank-1 delta is a .json + .safetensors pair")
-    meta = json.loads(meta_path.read_text())
-    if meta.get("format") != DELTA_FORMAT:
-        raise ValueError(f"{meta_path} is not a rank-1 weight delta (format={meta.get('format')!r})")
+    meta, meta_path, tensor_path = atomic.read_artifact_manifest(path, DELTA_FORMAT, "a rank-1 weight delta")
     if meta.get("model_fingerprint") != lm.fingerprint:
         raise ValueError(f"{meta_path} was made for model fingerprint {meta.get('model_fingerprint')}, but "
                          f"{lm.name} has {lm.fingerprint}; export the delta from this model")
