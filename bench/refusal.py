@@ -43,7 +43,8 @@ NOTES = [
     "addition = +1 x unnormalised direction at the selected layer's block input, all positions",
     "constant = the controller's patch with s*w_l fixed at 0.5 on every steered layer (what the controller does on a "
     "confidently harmful prompt with w at the regulariser's centre); strength calibrated on harmless validation prompts",
-    "was_phrase reuses the strength calibrated for the Arditi direction",
+    "was_phrase = the same controller recipe on the refusal-vs-compliance phrase direction, with its own strength "
+    "calibrated by the same rule",
 ]
 
 
@@ -61,6 +62,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--layer-stride", type=int, default=2)
     p.add_argument("--n-prefilter", type=int, default=8)
     p.add_argument("--prefilter-k", type=int, default=4)
+    p.add_argument("--prefilter-kl", action=argparse.BooleanOptionalAction, default=True,
+                   help="also measure KL in the first selection pass so candidates that pass the KL rule are "
+                        "checked first (without it, the best bypassers on Qwen all fail KL < 0.1)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     p.add_argument("--conditions", default="base,ablation,addition,orthogonalized,constant,was",
                    help="comma-separated subset; add was_phrase for the phrase-direction controller")
@@ -137,7 +141,7 @@ def main(argv=None) -> int:
     cands = candidate_directions(lm, splits.harmful_train, splits.harmless_train, batch_size=args.batch_size)
     sel = select_direction(lm, cands, splits.harmful_val, splits.harmless_val,
                            SelectConfig(layer_stride=args.layer_stride, prefilter_k=args.prefilter_k,
-                                        n_prefilter=args.n_prefilter,
+                                        n_prefilter=args.n_prefilter, prefilter_kl=args.prefilter_kl,
                                         batch_size=args.batch_size))
     result["direction"] = {**sel.summary(), "n_harmful_kept": cands.n_harmful, "n_harmless_kept": cands.n_harmless,
                            "seconds": round(time.perf_counter() - t, 1),
@@ -161,9 +165,12 @@ def main(argv=None) -> int:
     if "was_phrase" in wanted:
         phrase = phrase_directions(lm)
         phrase_ctrl = fit_controller(lm, phrase, splits.harmful_train, splits.harmless_train,
-                                     ControllerConfig(strength=strength), batch_size=args.batch_size,
-                                     direction="phrase")
-        result["controller"]["phrase_training"] = phrase_ctrl.metadata["training"]
+                                     ControllerConfig(), batch_size=args.batch_size, direction="phrase")
+        phrase_strength, phrase_sweep = calibrate_strength(lm, phrase_ctrl, splits.harmless_val,
+                                                           batch_size=args.batch_size)
+        phrase_ctrl.save(art / "controller_phrase")
+        result["controller"]["phrase"] = {"strength": phrase_strength, "strength_sweep": phrase_sweep,
+                                          "training": phrase_ctrl.metadata["training"]}
     save()
 
     # 3. Throughput: the same prompts, fixed length, with and without the controller.

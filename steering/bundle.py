@@ -4,8 +4,8 @@ A bundle is a list of operations, each naming its tensor in the safetensors file
 
 * ``add``: add ``scale * vector`` at one hook site for the positions in ``scope`` (activation addition);
 * ``ablate``: project a direction out at one or more sites (directional ablation, Arditi et al. 2024);
-* ``controller``: an operation applied by a registered applier (see ``register_operation``); the refusal
-  controller (``steering.controller``) registers one.
+* ``controller``: a WAS refusal controller (``steering.controller_bundle`` packs it and registers its applier): an
+  MLP reads the prompt and sets the per-layer coefficients of a patch along ``[n_sites, d_model]`` directions.
 
 The manifest records the hook site of every operation (``blocks.{l}.hook_{kind}``, see ``LAYER_CONVENTION``), the
 token scope, the scale, the model's name, width, depth and fingerprint, provenance (data, method, version) and the
@@ -147,9 +147,10 @@ class Bundle:
                 raise ValueError(f"operation {op.operation} refers to tensor {op.tensor!r}, which the bundle lacks "
                                  f"(has {sorted(self.tensors)})")
             main = self.tensors[op.tensor]
-            if main.shape != (d_model,):
-                raise ValueError(f"tensor {op.tensor!r} has shape {tuple(main.shape)}, expected ({d_model},) "
-                                 f"for d_model={d_model}")
+            want = (len(op.sites), d_model) if op.operation == "controller" else (d_model,)
+            if main.shape != want:
+                raise ValueError(f"tensor {op.tensor!r} of the {op.operation} operation has shape "
+                                 f"{tuple(main.shape)}, expected {want} for d_model={d_model}")
             if op.operation == "ablate" and main.norm() == 0:
                 raise ValueError(f"ablation direction {op.tensor!r} is all zeros")
             for site in op.sites:
@@ -277,15 +278,16 @@ class Bundle:
     def apply(self, lm: "LoadedModel", *, strict: bool = True, scale: float | None = None) -> hooks.HookSession:
         """Context manager (or ``.attach()``/``.remove()`` handle) applying every operation, thread-scoped.
 
-        ``scale`` multiplies the stored scales of ``add`` operations (1.0 = as exported).
+        ``scale`` multiplies the stored scales of ``add`` and ``controller`` operations (1.0 = as exported).
         """
         self.check_model(lm, strict=strict)
         bundle = self if scale is None else self.scaled(scale)
         return hooks.intervene(lm, bundle.hook_ops(lm))
 
     def scaled(self, factor: float) -> "Bundle":
-        ops = [BundleOp(op.operation, op.sites, op.tensor, op.scale * factor if op.operation == "add" else op.scale,
-                        op.scope, op.params) for op in self.ops]
+        ops = [BundleOp(op.operation, op.sites, op.tensor,
+                        op.scale * factor if op.operation in ("add", "controller") else op.scale, op.scope, op.params)
+               for op in self.ops]
         return Bundle(ops, self.tensors, self.model, self.name, self.provenance, self.eval)
 
 
@@ -321,9 +323,9 @@ def register_operation(name: str, applier: Applier) -> None:
 def _applier(name: str) -> Applier:
     if name not in _APPLIERS and name == "controller":
         try:
-            import steering.controller  # noqa: F401  (registers its applier on import)
+            import steering.controller_bundle  # noqa: F401  (registers its applier on import)
         except ImportError as err:
-            raise NotImplementedError("this bundle holds a controller, which needs steering.controller "
+            raise NotImplementedError("this bundle holds a controller, which needs steering.controller_bundle "
                                       f"(not importable here: {err})") from None
     if name not in _APPLIERS:
         raise NotImplementedError(f"no applier registered for bundle operation {name!r}")

@@ -9,9 +9,14 @@ broadcast to all layers, or the refusal-vs-compliance phrase direction of each l
 
 Two defects of the public code are fixed: the patch really reaches every weighted layer (one hook per layer, built by
 a factory — no late-binding closure; ``tests/test_controller.py`` proves it layer by layer) and prompts use the chat
-template. The controller needs the prompt's last-token activations before it can steer that same token, so
-``generate`` runs the prompt once unsteered, crops the KV cache by one token and lets ``generate`` recompute the last
-prompt token with the patch: the extra cost is one token per prompt plus the MLP.
+template. The controller needs the prompt's last-token activations before it can steer that same token. Two ways to
+get them, with the same result:
+
+* ``Controller.generate_batch`` runs the prompt once unsteered, crops the KV cache by one token and lets ``generate``
+  recompute the last prompt token with the patch: the extra cost is one token per prompt plus the MLP;
+* ``Controller.session`` (what a deployed bundle uses, see ``steering.controller_bundle``) is hooks only, so it works
+  with a plain ``model.generate``/``model(...)``: at the start of every prompt forward pass it reads the same inputs
+  in a nested unsteered pass (stopped after the last read layer), then the main pass runs with the patch.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from workbench import atomic, hooks
+from workbench.hooks.scope import PROMPT
 
 if TYPE_CHECKING:
     from workbench.models import LoadedModel
@@ -127,6 +133,63 @@ def patch_ops(lm: "LoadedModel", layers: Sequence[int], directions_LD: Tensor, s
 
 
 @dataclass
+class _Decision:
+    """Per-session state shared by a live controller's ops: the current prompt batch's decision."""
+
+    out: ControllerOut | None = None
+    coeff_BL: Tensor | None = None
+    history: list[ControllerOut] = field(default_factory=list)
+
+
+@dataclass
+class ControllerRead(hooks.Op):
+    """Reads the unsteered prompt at the start of every prompt-phase forward pass and sets ``s · w_l`` per prompt.
+
+    Its own site hook does nothing; the work happens in ``before_forward`` (one nested pass with this session's hooks
+    off, stopped after the last read layer). Other sessions active on the thread see that pass like any other (a
+    recording gets one extra, truncated prompt pass; a steering vector also steers what the controller reads), as
+    with ``generate_batch``.
+    """
+
+    controller: "Controller" = None  # type: ignore[assignment]
+    lm: "LoadedModel" = None  # type: ignore[assignment]
+    state: _Decision = None  # type: ignore[assignment]
+
+    def run(self, acts: Tensor, ctx: hooks.HookContext) -> None:
+        return None
+
+    @torch.no_grad()
+    def before_forward(self, ctx: hooks.ForwardContext) -> None:
+        if ctx.phase != PROMPT:
+            return
+        inputs = {k: ctx.inputs[k] for k in ("input_ids", "inputs_embeds", "attention_mask", "position_ids")
+                  if ctx.inputs.get(k) is not None}
+        sites = self.controller.read_sites()
+        recorders = [hooks.Record(site=s) for s in sites]
+        with ctx.unhooked(), hooks.HookSession(self.lm, recorders, stop_after=sites[-1]):
+            try:
+                self.lm.model(**inputs, use_cache=False)
+            except hooks.StopForward:
+                pass
+        acts_BKD = torch.stack([rec.result()[:, -1].float() for rec in recorders], dim=1)
+        self.state.out = self.controller.predict(acts_BKD)
+        self.state.coeff_BL = self.state.out.coeff_BL
+        self.state.history.append(self.state.out)
+
+
+class LiveSession(hooks.HookSession):
+    """A controller applied through hooks only; ``decisions`` lists ``ControllerOut`` per prompt forward pass."""
+
+    def __init__(self, lm: "LoadedModel", ops: Sequence[hooks.Op], state: _Decision) -> None:
+        super().__init__(lm, ops)
+        self._state = state
+
+    @property
+    def decisions(self) -> list[ControllerOut]:
+        return self._state.history
+
+
+@dataclass
 class Controller:
     """A trained WAS controller bound to one model (fingerprint) and one set of steering directions."""
 
@@ -180,6 +243,25 @@ class Controller:
     # ---- steering -------------------------------------------------------------------------------------------------
     def ops(self, lm: "LoadedModel", coeff: Callable[[], Tensor]) -> list[hooks.Op]:
         return patch_ops(lm, self.steer_layers, self.directions_LD, self.config.strength, coeff)
+
+    def live_ops(self, lm: "LoadedModel") -> tuple[list[hooks.Op], _Decision]:
+        """Hook ops that make the decision from the prompt themselves (see ``ControllerRead``) and patch every
+        weighted layer at the last position; no fingerprint check (callers check)."""
+        state = _Decision()
+        zero = torch.zeros(())
+
+        def coeff() -> Tensor:
+            return state.coeff_BL if state.coeff_BL is not None else zero
+
+        reader = ControllerRead(site=self.read_sites()[-1], controller=self, lm=lm, state=state)
+        return [reader, *self.ops(lm, coeff)], state
+
+    def session(self, lm: "LoadedModel") -> LiveSession:
+        """Context manager / handle: the controller steers every ``lm.model(...)`` / ``lm.model.generate(...)``
+        inside it on its own (hooks only, this thread only); ``.decisions`` holds what it decided per prompt."""
+        self.check_model(lm)
+        ops, state = self.live_ops(lm)
+        return LiveSession(lm, ops, state)
 
     def constant(self, lm: "LoadedModel", coeff: float = 0.5) -> hooks.HookSession:
         """The same patch with a fixed ``s · w_l = coeff`` for every prompt (constant-strength steering)."""

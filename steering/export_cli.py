@@ -1,6 +1,7 @@
 """``workbench export ...``: package steering for deployment.
 
     workbench export bundle runs/vectors/happy.json --out runs/bundles/happy --model smollm2-135m-instruct
+    workbench export bundle runs/refusal/controller.json --out runs/bundles/was --model qwen2.5-coder-0.5b-instruct
     workbench export gguf runs/bundles/happy --out happy.gguf        # llama.cpp: --control-vector happy.gguf
     workbench export import-gguf happy.gguf --out runs/bundles/from-gguf --model smollm2-135m-instruct
     workbench export show runs/bundles/happy
@@ -21,8 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="export_command", metavar="ACTION", required=True)
 
-    p = sub.add_parser("bundle", help="a SteeringVector (.json/.safetensors pair) or bundle -> bundle folder (+GGUF)")
-    p.add_argument("source", help="steering-vector .json, bundle folder, bundle .safetensors or control-vector .gguf")
+    p = sub.add_parser("bundle", help="a SteeringVector or WAS controller (.json/.safetensors pair) or bundle -> "
+                                      "bundle folder (+GGUF for pure additions)")
+    p.add_argument("source", help="steering-vector or controller .json, bundle folder, bundle .safetensors or "
+                                  "control-vector .gguf")
     p.add_argument("--out", required=True, help="output bundle folder")
     p.add_argument("--model", default=None, help="model to check against and record (name or folder)")
     p.add_argument("--name", default=None, help="bundle name (default: the source's)")
@@ -63,8 +66,16 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
     from steering.bundle import Bundle
     from steering.export import export, load_bundle
 
-    bundle = load_bundle(args.source)
     lm = _load_model(args.model)
+    if _is_controller(args.source):
+        if lm is None:
+            raise SystemExit("a controller bundle records the model's depth: pass --model (the model it was trained on)")
+        from steering.controller import Controller
+        from steering.controller_bundle import controller_bundle
+
+        bundle = controller_bundle(Controller.load(args.source, lm), lm, name=Path(args.source).stem)
+    else:
+        bundle = load_bundle(args.source)
     if lm is not None:
         bundle.check_model(lm)  # the source's own fingerprint, when it has one, must match
         bundle.model = Bundle.model_info(lm)
@@ -79,6 +90,18 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
     for kind, path in written.items():
         log.info("wrote %s: %s", kind, path)
     return 0
+
+
+def _is_controller(source: str) -> bool:
+    from steering.controller import FORMAT
+
+    path = Path(source)
+    if path.suffix != ".json" or path.name == "manifest.json" or not path.is_file():
+        return False
+    try:
+        return json.loads(path.read_text()).get("format") == FORMAT
+    except (ValueError, AttributeError):
+        return False
 
 
 def _cmd_gguf(args: argparse.Namespace) -> int:

@@ -163,3 +163,95 @@ def test_bad_directions_and_config(lm):
         Controller.create(lm, torch.randn(64), ControllerConfig(read_k=N_LAYERS + 1, hidden=8))
     with pytest.raises(ValueError):
         ControllerConfig(steer_layers=())
+
+
+# ---- hooks-only application (what a deployed bundle uses) -----------------------------------------------------------
+def _random_decisions(ctrl: Controller) -> None:
+    """A controller whose scale and weights differ per prompt (random MLP, large output layer)."""
+    torch.manual_seed(3)
+    torch.nn.init.normal_(ctrl.net.net[2].weight, std=2.0)
+    ctrl.config.strength = 20.0
+
+
+def test_live_session_generates_exactly_like_generate_batch(lm):
+    """Hooks-only control (decision read in a nested unsteered pass) = the cache-crop path of generate_batch: same
+    decisions, same greedy tokens, and it really steers (differs from the plain model)."""
+    ctrl = _controller(lm)
+    _random_decisions(ctrl)
+    batch = fw.encode(lm, ["tell me about cats", "how do I make a bomb at home"])
+    kw = dict(max_new_tokens=6, do_sample=False, pad_token_id=lm.tokenizer.pad_token_id)
+    reference, decision = ctrl.generate_batch(lm, batch, **kw)
+    with torch.no_grad():
+        plain = lm.model.generate(**batch, **kw)
+        with ctrl.session(lm) as live:
+            steered = lm.model.generate(**batch, **kw)
+    assert_no_hooks(lm.model)
+    assert len(live.decisions) == 1  # one prompt pass; the cached steps reuse its decision
+    assert torch.allclose(live.decisions[0].coeff_BL, decision.coeff_BL, atol=1e-6)
+    assert torch.equal(steered, reference)
+    assert not torch.equal(steered, plain)
+
+
+def test_live_session_patch_reaches_every_layer_in_a_plain_forward(lm):
+    ctrl = _controller(lm)
+    _random_decisions(ctrl)
+    batch = fw.encode(lm, ["hello there"])
+    sites = [hooks.Site(layer, "resid_post") for layer in range(N_LAYERS)]
+    plain = hooks.record(lm, batch, sites)
+    recorders = [hooks.Record(site=s) for s in sites]
+    with torch.no_grad(), ctrl.session(lm) as live, hooks.intervene(lm, recorders):
+        lm.model(**batch)
+    coeff_L = live.decisions[0].coeff_BL[0]
+    # other active sessions see the nested read pass too (stopped after the last read layer), then the main pass
+    assert [len(r.chunks) for r in recorders] == [2] * N_LAYERS
+    for i, (site, rec) in enumerate(zip(sites, recorders)):
+        assert torch.equal(rec.chunks[0], plain[site.name])  # the read pass is unsteered
+        steered = rec.chunks[-1]
+        delta = steered[0, -1] - plain[site.name][0, -1]
+        if i == 0:  # first weighted layer: exactly the patch, nothing upstream changed
+            assert torch.allclose(delta, coeff_L[0] * 20.0 * ctrl.directions_LD[0], atol=1e-4)
+        assert delta.norm() > 1e-3, f"layer {i} not steered"
+        assert torch.equal(steered[0, :-1], plain[site.name][0, :-1])  # only the last position
+
+
+def test_controller_bundle_load_into_plain_model(lm, tmp_path):
+    from steering import export as ex
+    from steering.bundle import Bundle
+    from steering.controller_bundle import controller_bundle
+
+    ctrl = _controller(lm)
+    _random_decisions(ctrl)
+    bundle = controller_bundle(ctrl, lm, eval={"harmful_refusal": 0.5})
+    ex.export(bundle, tmp_path / "ctrl")
+    assert not (tmp_path / "ctrl" / ex.GGUF_NAME).exists()  # llama.cpp cannot run a controller
+    with pytest.raises(ValueError, match="can only add"):
+        ex.export_gguf(bundle, tmp_path / "x.gguf")
+    loaded = Bundle.load(tmp_path / "ctrl")
+    assert loaded.ops[0].operation == "controller" and loaded.eval == {"harmful_refusal": 0.5}
+    batch = fw.encode(lm, ["tell me about cats", "hack a bank"])
+    kw = dict(max_new_tokens=5, do_sample=False, pad_token_id=lm.tokenizer.pad_token_id)
+    reference, _ = ctrl.generate_batch(lm, batch, **kw)
+    with torch.no_grad(), ex.load_into(lm.model, tmp_path / "ctrl", strict=False):  # the bare HF model
+        steered = lm.model.generate(**batch, **kw)
+    assert torch.equal(steered, reference)
+    assert_no_hooks(lm.model)
+    with torch.no_grad(), ex.load_into(lm, loaded, scale=0.0):  # scale multiplies the strength
+        assert torch.equal(lm.model.generate(**batch, **kw), lm.model.generate(**batch, **kw))
+
+
+def test_controller_bundle_rejects_bad_tensors(lm):
+    from steering.bundle import Bundle
+    from steering.controller_bundle import controller_bundle
+
+    bundle = controller_bundle(_controller(lm), lm)
+    manifest = bundle.manifest()
+    bad = dict(bundle.tensors)
+    bad["op0.directions"] = bad["op0.directions"][:2]
+    manifest["tensors"]["op0.directions"]["shape"] = list(bad["op0.directions"].shape)
+    with pytest.raises(ValueError, match="expected"):
+        Bundle.from_manifest(manifest, bad)
+    manifest = bundle.manifest()
+    del manifest["operations"][0]["params"]["net_tensors"]
+    with pytest.raises(ValueError, match="net_tensors"):
+        Bundle.from_manifest(manifest, dict(bundle.tensors)).apply(lm, strict=False).attach()
+    assert_no_hooks(lm.model)

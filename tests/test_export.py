@@ -250,3 +250,25 @@ def test_cli_bundle_gguf_import_show(lm, tmp_path, capsys, monkeypatch):
     assert torch.allclose(back.tensors["direction.1"], 6.0 * vec.vector)
     assert run("export", "show", str(tmp_path / "b")) == 0
     assert json.loads(capsys.readouterr().out)["operations"][0]["scale"] == 6.0
+
+
+def test_cli_exports_a_controller_bundle(lm, tmp_path, monkeypatch):
+    from steering import export_cli
+    from steering.controller import Controller, ControllerConfig
+
+    parser = argparse.ArgumentParser()
+    export_cli.register(parser.add_subparsers(dest="command"))
+    ctrl = Controller.create(lm, torch.randn(lm.d_model), ControllerConfig(read_k=1, hidden=8))
+    ctrl.save(tmp_path / "ctrl")
+
+    def run(*argv):
+        args = parser.parse_args(list(argv))
+        return args.func(args)
+
+    with pytest.raises(SystemExit, match="--model"):
+        run("export", "bundle", str(tmp_path / "ctrl.json"), "--out", str(tmp_path / "b"))
+    monkeypatch.setattr(export_cli, "_load_model", lambda name: lm)
+    assert run("export", "bundle", str(tmp_path / "ctrl.json"), "--out", str(tmp_path / "b"), "--model", "x") == 0
+    bundle = Bundle.load(tmp_path / "b")
+    assert bundle.ops[0].operation == "controller" and len(bundle.ops[0].sites) == lm.n_layers
+    assert not (tmp_path / "b" / "control_vector.gguf").exists()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from torch import Tensor
 
-from workbench.hooks.ops import Ablate, Add, Apply, HookContext, Op, Record, Replace
+from workbench.hooks.ops import Ablate, Add, Apply, ForwardContext, HookContext, Op, Record, Replace
 from workbench.hooks.record import as_batch, record
 from workbench.hooks.scope import SCOPES, ScopeLike
 from workbench.hooks.session import HookSession, StopForward
@@ -21,7 +21,7 @@ from workbench.hooks.sites import KINDS, Site, SiteLike, parse_site, site_names
 if TYPE_CHECKING:
     from workbench.models import LoadedModel
 
-__all__ = ["Ablate", "Add", "Apply", "HookContext", "HookSession", "KINDS", "Op", "Record", "Replace", "SCOPES",
+__all__ = ["Ablate", "Add", "Apply", "ForwardContext", "HookContext", "HookSession", "KINDS", "Op", "Record", "Replace", "SCOPES",
            "Site", "StopForward", "ablate", "apply", "as_batch", "intervene", "parse_site", "record", "recording",
            "replace", "site_names", "steer"]
 

@@ -7,7 +7,7 @@ Operations are plain dataclasses; ``HookSession`` (``session.py``) decides when 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple
+from typing import Any, Callable, ContextManager, NamedTuple
 
 import torch
 from jaxtyping import Float
@@ -23,12 +23,24 @@ class HookContext(NamedTuple):
     """``"prompt"`` for the first forward pass of a generation (or any plain forward), ``"generated"`` after."""
 
 
+class ForwardContext(NamedTuple):
+    inputs: dict[str, Any]
+    """The model call's arguments by name (``input_ids`` or ``inputs_embeds``, ``attention_mask``, ...)."""
+    phase: str
+    unhooked: Callable[[], ContextManager]
+    """A block in which this session's own hooks are inactive: for an op that runs a nested forward pass."""
+
+
 @dataclass
 class Op:
     site: SiteLike
 
     def run(self, acts: Tensor, ctx: HookContext) -> Tensor | None:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def before_forward(self, ctx: ForwardContext) -> None:
+        """Called at the start of every forward pass of the model while the session is active (default: nothing).
+        Ops whose patch depends on the whole input (e.g. a controller that reads the prompt first) use it."""
 
     def check(self, site: Site, d_model: int) -> None:
         """Validate against the bound site and model width; raise with a fix."""

@@ -11,14 +11,15 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import defaultdict
+from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 from torch import Tensor
 from torch.utils.hooks import RemovableHandle
 
 from workbench.hooks import patterns
-from workbench.hooks.ops import HookContext, Op, Record
+from workbench.hooks.ops import ForwardContext, HookContext, Op, Record
 from workbench.hooks.scope import GENERATED, PROMPT
 from workbench.hooks.sites import Site, SiteLike, parse_site
 
@@ -45,6 +46,7 @@ class HookSession:
             site = parse_site(op.site, lm)
             op.check(site, lm.d_model)
             self.by_site[site].append(op)
+        self._before = [op for op in self.ops if type(op).before_forward is not Op.before_forward]
         self.stop_after = parse_site(stop_after, lm) if stop_after is not None else None
         if self.stop_after is not None and self.stop_after not in self.by_site:
             self.by_site[self.stop_after] = []
@@ -143,11 +145,25 @@ class HookSession:
                 handle = lm.mlp(site.layer).register_forward_hook(self._post_hook(site, 0))
             self._handles.append(handle)
 
+    @contextmanager
+    def _unhooked(self) -> Iterator[None]:
+        """This session's hooks do nothing inside the block (other sessions of the thread stay active)."""
+        token = _ACTIVE.set(_ACTIVE.get() - {self.id})
+        try:
+            yield
+        finally:
+            _ACTIVE.reset(token)
+
     def _phase_hook(self, module, args, kwargs):
         if self._mine():
             cache = kwargs.get("past_key_values")
             seen = cache.get_seq_length() if cache is not None and hasattr(cache, "get_seq_length") else 0
             self.phase = GENERATED if seen > 0 else PROMPT
+            if self._before:
+                inputs = {"input_ids": args[0], **kwargs} if args else dict(kwargs)
+                ctx = ForwardContext(inputs=inputs, phase=self.phase, unhooked=self._unhooked)
+                for op in self._before:
+                    op.before_forward(ctx)
         return None
 
     def _pre_hook(self, site: Site):
