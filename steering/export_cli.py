@@ -69,7 +69,8 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
     lm = _load_model(args.model)
     if _is_controller(args.source):
         if lm is None:
-            raise SystemExit("a controller bundle records the model's depth: pass --model (the model it was trained on)")
+            raise SystemExit("a controller bundle records the model's depth: pass --model (the model it was "
+                             "trained on)")
         from steering.controller import Controller
         from steering.controller_bundle import controller_bundle
 

@@ -21,8 +21,8 @@ from workbench.hooks.sites import KINDS, Site, SiteLike, parse_site, site_names
 if TYPE_CHECKING:
     from workbench.models import LoadedModel
 
-__all__ = ["Ablate", "Add", "Apply", "ForwardContext", "HookContext", "HookSession", "KINDS", "Op", "Record", "Replace", "SCOPES",
-           "Site", "StopForward", "ablate", "apply", "as_batch", "intervene", "parse_site", "record", "recording",
+__all__ = ["Ablate", "Add", "Apply", "ForwardContext", "HookContext", "HookSession", "KINDS", "Op", "Record",
+           "Replace", "SCOPES", "Site", "StopForward", "ablate", "apply", "as_batch", "intervene", "parse_site", "record", "recording",
            "replace", "site_names", "steer"]
 
 
