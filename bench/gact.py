@@ -1,6 +1,10 @@
 """G-ACT experiment (issue 6): per-layer probe accuracy for ACT vs G-ACT, C++ selection rate on held-out prompts for
 base / static neuron / ACT / G-ACT, valid-code rate, and tokens/s overhead of G-ACT steering vs unsteered (same run).
 
+Every method's strength (static-neuron boost, ACT scale, G-ACT scale) is calibrated on the *validation* prompts (the
+value with the highest valid-C++ rate, ties to the smaller value); the test prompts are used once, with that value.
+The language identifier's own accuracy on labelled code is measured in the same run.
+
     .venv/bin/python bench/gact.py --models smollm2-135m-instruct --generate smollm2-135m-instruct
 
 Writes bench/results/gact.json (merging per model). Activations are cached under the workbench cache.
@@ -20,6 +24,7 @@ from steering.gact import (ActConfig, GactConfig, LANGUAGES, StaticNeuron, defau
                            fit_gact_from_acts, per_layer_probe_accuracy, splits, top_neurons, variant)
 from steering.gact.activations import language_samples
 from steering.gact.evaluate import generate, summarize
+from steering.gact.langid_eval import evaluate_langid
 from workbench import atomic, paths
 from workbench.models import load_model
 
@@ -53,8 +58,8 @@ def run_model(name, args):
     trX, trD, trL = cached_samples(lm, train, 0, "train")
     vaX, vaD, vaL = cached_samples(lm, val, 100, "val")
     logger.info("%s: activations in %.0fs", name, time.perf_counter() - t0)
-    gact = fit_gact_from_acts(trX, trD, trL, GactConfig(k=args.k, scale=args.scale), lm=lm)
-    act = fit_act_from_acts(trX, trD, trL, ActConfig(k=args.k, scale=args.act_scale), lm=lm)
+    gact = fit_gact_from_acts(trX, trD, trL, GactConfig(k=args.k, scale=args.scales[0]), lm=lm)
+    act = fit_act_from_acts(trX, trD, trL, ActConfig(k=args.k, scale=args.act_scales[0]), lm=lm)
     acc_g = gact.probe_accuracy(vaX, vaD)
     g_labels = gact.assign(vaD)
     chance_g = float(torch.bincount(g_labels, minlength=args.k).max()) / len(g_labels)
@@ -79,12 +84,30 @@ def run_model(name, args):
     prompts = defaults(test[: args.n_test])
     kw = {"max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size}
     neuron = top_neurons(lm, "cpp", n=1)[0]
-    static = StaticNeuron(neuron, gain=1.0, boost=args.neuron_boost)
+    makers = {
+        "static_neuron": lambda v: StaticNeuron(neuron, gain=1.0, boost=v).steer(lm),
+        "act": lambda v: act.steer(lm, scale=v),
+        "gact": lambda v: gact.steer(lm, scale=v, refine_lr=0.0),
+    }
+    grids = {"static_neuron": args.neuron_boosts, "act": args.act_scales, "gact": args.scales}
+    val_prompts = defaults(val[: args.n_val])
+    calibration, chosen = {}, {}
+    for method, grid in grids.items():
+        sweep = {}
+        for value in grid:
+            texts, seconds, _ = generate(lm, val_prompts, steer=lambda: makers[method](value), **kw)
+            r = summarize(texts, "cpp")
+            sweep[str(value)] = {"target_rate": r["target_rate"], "valid_rate": r["valid_rate"],
+                                 "no_code_rate": r["no_code_rate"]}
+            logger.info("%s calibrate %s=%s: %s (%.0fs)", name, method, value, sweep[str(value)], seconds)
+        chosen[method] = max(grid, key=lambda v: (sweep[str(v)]["valid_rate"], sweep[str(v)]["target_rate"], -v))
+        calibration[method] = {"grid": list(grid), "sweep": sweep, "chosen": chosen[method]}
+    static = StaticNeuron(neuron, gain=1.0, boost=chosen["static_neuron"])
     conditions = {
         "base": None,
         "static_neuron": lambda: static.steer(lm),
-        "act": lambda: act.steer(lm),
-        "gact": lambda: gact.steer(lm),
+        "act": lambda: act.steer(lm, scale=chosen["act"]),
+        "gact": lambda: gact.steer(lm, scale=chosen["gact"]),
     }
     rates, samples = {}, {}
     sessions = []
@@ -103,9 +126,12 @@ def run_model(name, args):
     refined = sessions[-1].probes if sessions else None
     out.update({
         "static_neuron": {"layer": neuron.layer, "index": neuron.index, "score": neuron.score,
-                          "boost": args.neuron_boost},
-        "act_layer": act.layer, "act_scale": args.act_scale, "gact_inject_layers": gact.inject_layers,
-        "gact_scale": args.scale, "gact_positions": gact.config.positions, "n_test_prompts": len(prompts),
+                          "boost": chosen["static_neuron"]},
+        "calibration": {**calibration, "n_val_prompts": len(val_prompts),
+                        "rule": "highest valid-C++ rate on validation prompts, ties to the smaller value"},
+        "act_layer": act.layer, "act_scale": chosen["act"], "gact_inject_layers": gact.inject_layers,
+        "gact_scale": chosen["gact"], "gact_positions": gact.config.positions,
+        "gact_refine": {"lr": gact.config.refine_lr, "on": gact.config.refine_on}, "n_test_prompts": len(prompts),
         "max_new_tokens": args.max_new_tokens,
         "target_rate": {c: r["target_rate"] for c, r in rates.items()},
         "valid_rate": {c: r["valid_rate"] for c, r in rates.items()},
@@ -119,7 +145,7 @@ def run_model(name, args):
     timing = defaults(test[: args.batch_size])
     speeds = {"base": [], "gact": []}
     for _ in range(args.timing_rounds):
-        for cond, steer in (("base", None), ("gact", lambda: gact.steer(lm))):
+        for cond, steer in (("base", None), ("gact", lambda: gact.steer(lm, scale=chosen["gact"]))):
             _, seconds, tokens = generate(lm, timing, steer=steer, max_new_tokens=32, batch_size=args.batch_size,
                                           fixed_length=True)
             speeds[cond].append(tokens / seconds)
@@ -133,9 +159,11 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct"])
     parser.add_argument("--generate", nargs="*", default=["smollm2-135m-instruct"])
     parser.add_argument("--k", type=int, default=6)
-    parser.add_argument("--scale", type=float, default=2.0)
-    parser.add_argument("--act-scale", type=float, default=4.0)
-    parser.add_argument("--neuron-boost", type=float, default=10.0)
+    parser.add_argument("--scales", type=float, nargs="+", default=[2.0, 4.0, 6.0, 8.0, 12.0],
+                        help="G-ACT scales tried on validation prompts")
+    parser.add_argument("--act-scales", type=float, nargs="+", default=[2.0, 4.0, 8.0, 16.0, 32.0])
+    parser.add_argument("--neuron-boosts", type=float, nargs="+", default=[5.0, 10.0, 20.0, 40.0, 80.0])
+    parser.add_argument("--n-val", type=int, default=16, help="validation prompts for strength calibration")
     parser.add_argument("--n-test", type=int, default=30)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -147,6 +175,12 @@ def main() -> None:
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results.setdefault("paper", {"model": "LLaMA-3.2-3B", "rel_gain_mean": 0.15, "rel_gain_early_layers_0_6": 0.615})
     results.setdefault("models", {})
+    try:
+        results["langid"] = evaluate_langid().as_dict()
+        logger.info("language identifier accuracy %.3f on %d labelled snippets", results["langid"]["accuracy"],
+                    results["langid"]["n"])
+    except FileNotFoundError as err:
+        results["langid"] = {"skipped": str(err)}
     for name in args.models:
         results["models"][name] = run_model(name, args)
         RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from workbench.models import tiny_model
 
@@ -11,6 +12,16 @@ from workbench.models import tiny_model
 def tiny():
     """2-layer Llama, hidden 64, byte tokenizer with a ChatML template. Do not mutate it in tests."""
     return tiny_model()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny matmuls gain nothing from threads, and on a loaded shared CPU extra threads only spin. Request it from an
+    autouse fixture of a module to run that module single-threaded."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
 
 
 @pytest.fixture(scope="session")

@@ -84,5 +84,6 @@ def test_gguf_control_vector_moves_llama_cpp_like_transformers(tmp_path):
     steered = cpp_logprob()
     _apply_cvec(llama_cpp, llm.ctx, None, n_embd, -1, -1)
     cpp_delta = steered - base
+    print(f"log p({TARGET!r}) change: transformers {hf_delta:+.3f}, llama.cpp {cpp_delta:+.3f}")
     assert abs(hf_delta) > 0.05, f"the vector barely moves transformers ({hf_delta:.3f}); pick a stronger scale"
     assert np.sign(cpp_delta) == np.sign(hf_delta), (hf_delta, cpp_delta)

@@ -122,6 +122,22 @@ def test_online_refinement_touches_session_copy_only(lm, fitted):
     assert torch.equal(gact.with_probes(session.probes).probes.W_LKD, session.probes.W_LKD)
 
 
+def test_refinement_steps_on_prompt_passes_only_by_default(lm, fitted):
+    import dataclasses
+
+    gact = fitted[0]
+    with gact.steer(lm, refine_lr=0.1) as prompt_only:
+        lm.generate(["Compute a histogram."], max_new_tokens=4)
+    assert len(prompt_only.losses) == gact.n_layers  # one step per layer, on the prompt pass
+    every = gact.with_probes(gact.probes)
+    every.config = dataclasses.replace(gact.config, refine_on="all")
+    with every.steer(lm, refine_lr=0.1) as all_passes:
+        lm.generate(["Compute a histogram."], max_new_tokens=4)
+    assert len(all_passes.losses) > gact.n_layers
+    with pytest.raises(ValueError, match="refine_on"):
+        dataclasses.replace(gact.config, refine_on="sometimes")
+
+
 def test_steering_is_thread_scoped(lm, fitted):
     gact = fitted[0]
     ids = lm.tokenize(["Fit a line."])

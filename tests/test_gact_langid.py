@@ -86,3 +86,18 @@ def test_validity_requires_content_not_just_fence():
 
 def test_unbalanced_code_is_not_valid():
     assert not langid.is_valid_code("```cpp\nint main() { std::cout << 1; }}}\n```", "cpp")
+
+
+def test_langid_eval_counts_and_confusion():
+    from steering.gact.langid_eval import evaluate_langid, windows
+
+    snippets = [(lang, code, "hand") for lang, code in CASES] + [("rust", "fn main() {\n    let mut x = 1;\n}", "hand")]
+    report = evaluate_langid(snippets)
+    expected = sum(langid.classify(code).language == lang for lang, code, _ in snippets) / len(snippets)
+    assert report.n == len(snippets) and report.accuracy == pytest.approx(expected)
+    assert sum(sum(row.values()) for row in report.confusion.values()) == len(snippets)
+    assert report.per_language["rust"]["n"] == 1 and report.sources == {"hand": len(snippets)}
+    assert 0.9 <= report.accuracy_targets <= 1.0  # rust is not one of the four target languages
+    # comment-only windows are skipped, code windows kept
+    text = "\n".join(["// licence"] * 12 + ["int x = 1;", "x += 2;", "f(x);", "return x;"] + ["// end"] * 8)
+    assert windows(text, 12, 4) == ["\n".join(["int x = 1;", "x += 2;", "f(x);", "return x;"] + ["// end"] * 8)]

@@ -17,17 +17,13 @@ TEXTS = ["The river runs north past the mill. Birds fly south in winter. The old
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matmuls gain nothing from threads, and on a loaded shared CPU extra threads only spin."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(saved)
 
 
 @pytest.fixture(scope="session")
 def lm():
-    return tiny_model()
+    return tiny_model()  # its own instance: these tests add tokens / adapters
 
 
 def test_insert_every_n_is_reversible(lm):

@@ -18,17 +18,13 @@ TEXTS = ["The quick brown fox jumps over the lazy dog near the river bank today.
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matmuls gain nothing from threads, and on a loaded shared CPU extra threads only spin."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(saved)
 
 
 @pytest.fixture(scope="session")
 def lm():
-    return tiny_model()
+    return tiny_model()  # its own instance: these tests add tokens / adapters
 
 
 @pytest.fixture(scope="session")
