@@ -114,7 +114,7 @@ def run_model(name, args):
     for cond, steer in conditions.items():
         if cond == "gact":
             def steer():
-                session = gact.steer(lm)
+                session = gact.steer(lm, scale=chosen["gact"])
                 sessions.append(session)
                 return session
         texts, seconds, _ = generate(lm, prompts, steer=steer, **kw)
@@ -159,7 +159,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct"])
     parser.add_argument("--generate", nargs="*", default=["smollm2-135m-instruct"])
     parser.add_argument("--k", type=int, default=6)
-    parser.add_argument("--scales", type=float, nargs="+", default=[2.0, 4.0, 6.0, 8.0, 12.0],
+    parser.add_argument("--scales", type=float, nargs="+", default=[4.0, 6.0, 7.0, 8.0, 9.0, 10.0],
                         help="G-ACT scales tried on validation prompts")
     parser.add_argument("--act-scales", type=float, nargs="+", default=[2.0, 4.0, 8.0, 16.0, 32.0])
     parser.add_argument("--neuron-boosts", type=float, nargs="+", default=[5.0, 10.0, 20.0, 40.0, 80.0])

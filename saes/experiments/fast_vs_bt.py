@@ -119,7 +119,8 @@ def stage_train(cfg: ExperimentConfig, stores: dict[str, ActivationStore], d_mod
             tc = TrainConfig(total_tokens=cfg.budget_tokens, batch_size=cfg.batch_size, lr=cfg.lr, lr_end=cfg.lr_end,
                              l1_coefficient=cfg.l1_coefficient, l0_coefficient=cfg.l0_coefficient,
                              sparsity_warmup_steps=cfg.sparsity_warmup_steps, seed=cfg.seed,
-                             dead_window_tokens=cfg.budget_tokens // 4, checkpoint_every_steps=32)
+                             dead_window_tokens=cfg.budget_tokens // 4,
+                             checkpoint_every_steps=max(32, cfg.budget_tokens // cfg.batch_size // 10))
             t0 = time.perf_counter()
             train_from_store(stores[regime], sae_cfg, tc, out, site=site, regime=regime,
                              checkpoint_dir=Path(cfg.run_dir) / "ckpt" / out.name, buffer_tokens=16_384,
@@ -227,11 +228,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-tokens", type=int, default=ExperimentConfig.budget_tokens)
     parser.add_argument("--architecture", default="standard", choices=("standard", "jumprelu", "topk"))
     parser.add_argument("--no-intervention", action="store_true")
+    parser.add_argument("--run-dir", default=ExperimentConfig.run_dir,
+                        help="stores, SAEs and checkpoints (a different budget needs its own folder)")
+    parser.add_argument("--out-json", default=ExperimentConfig.out_json)
+    parser.add_argument("--threads", type=int, default=ExperimentConfig.threads)
     parser.add_argument("--regimes", default=",".join((*REGIMES, "heldout")),
                         help="with --stage harvest/train: only these stores/SAEs (to pipeline stages across processes)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    cfg = ExperimentConfig(budget_tokens=args.budget_tokens, architecture=args.architecture)
+    cfg = ExperimentConfig(budget_tokens=args.budget_tokens, architecture=args.architecture, run_dir=args.run_dir,
+                           out_json=args.out_json, threads=args.threads)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     if args.stage == "combine":
