@@ -105,7 +105,8 @@ def _pause_niah(args) -> int:
     if args.lora:
         lm = load_pause_lora(args.lora, lm)
     grid = run_grid(lm, _haystack(args.haystack), args.lengths, depths_grid(args.depths), args.trials,
-                    pause=_pause_cfg(args) if args.every or args.paragraphs else None, n_needles=args.needles)
+                    pause=_pause_cfg(args) if args.every or args.paragraphs else None, n_needles=args.needles,
+                    distractors=args.distractors)
     _emit(grid, args.out)
     return 0
 
@@ -187,6 +188,7 @@ def register(subparsers) -> None:
     p.add_argument("--depths", type=int, default=10)
     p.add_argument("--trials", type=int, default=1)
     p.add_argument("--needles", type=int, default=1)
+    p.add_argument("--distractors", type=int, default=0, help="needles for keys that are not asked about")
     p.add_argument("--haystack", default="wikipedia")
     p.add_argument("--lora", default=None, help="a pause LoRA folder from `pause tune`")
     p.add_argument("--out", default=None)

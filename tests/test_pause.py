@@ -99,6 +99,24 @@ def test_make_case_length_and_errors(lm):
         make_case(lm, TEXTS, 40, 0.5)
 
 
+def test_distractor_needles(lm):
+    from probes.pause.niah import judge
+
+    case = make_case(lm, TEXTS, 400, 0.5, seed=1, distractors=4)
+    decoys = case.extra["distractors"]
+    asked_key, asked_value = case.needles[0]
+    assert len(decoys) == 4 and asked_key not in {k for k, _ in decoys}
+    assert asked_key in case.question and not any(k in case.question for k, _ in decoys)
+    for key, value in [*decoys, *case.needles]:  # every needle sentence is in the haystack, intact
+        assert f"The special magic number for {key} is {value}." in case.haystack
+    assert abs(case.n_tokens - 400) <= 8  # decoys are budgeted like needles
+    plain = make_case(lm, TEXTS, 400, 0.5, seed=1)
+    assert plain.extra["distractors"] == [] and plain.needles[0][0] in plain.question
+    assert judge(f"It is {decoys[0][1]}.", asked_value)[0] == 0.0
+    with pytest.raises(ValueError, match="distractors"):
+        make_case(lm, TEXTS, 400, 0.5, distractors=100)
+
+
 def test_run_grid_structure(lm):
     grid = run_grid(lm, TEXTS, [200], [0.5, 1.0], 1, progress=False)
     assert set(grid["exact"]["200"]) == {"0.5", "1.0"}

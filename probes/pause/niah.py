@@ -3,7 +3,9 @@
 A needle sentence ("The special magic number for <city> is <7 digits>.") is placed at a sentence boundary at a given
 depth (fraction of the haystack) inside filler text from ``workbench.data`` (Wikipedia by default); the model is
 asked for the number. ``run_grid`` sweeps context lengths x depths x trials, optionally with pause markers inserted
-into the haystack (the "pause prompt" condition).
+into the haystack (the "pause prompt" condition). ``distractors`` adds needle sentences for *other* keys with other
+numbers (spread evenly through the haystack): the model must bind the asked key to its number, not just copy the only
+seven-digit number in sight — the single-needle task is at ceiling for SmolLM2 up to 4k tokens.
 """
 
 from __future__ import annotations
@@ -88,19 +90,25 @@ class NeedleTemplate:
 
 
 def make_case(lm: "LoadedModel", texts: Sequence[str], length: int, depth: float, *, seed: int = 0,
-              n_needles: int = 1, pause: PauseConfig | None = None,
+              n_needles: int = 1, distractors: int = 0, pause: PauseConfig | None = None,
               template: NeedleTemplate = NeedleTemplate()) -> NiahCase:
     """One NIAH prompt of about ``length`` tokens (before pauses) with ``n_needles`` needles; the first at ``depth``,
-    the others spread evenly after it (wrapping around)."""
+    the others spread evenly after it (wrapping around); plus ``distractors`` needles for keys that are not asked."""
+    if n_needles < 1 or distractors < 0 or n_needles + distractors > len(template.keys):
+        raise ValueError(f"need 1 <= n_needles and 0 <= distractors with n_needles + distractors <= "
+                         f"{len(template.keys)} keys; got {n_needles} and {distractors}")
     rng = random.Random(seed * 7919 + int(depth * 1000) + length)
-    keys = rng.sample(template.keys, n_needles)
-    needles = [(k, str(rng.randrange(1_000_000, 9_999_999))) for k in keys]
+    keys = rng.sample(template.keys, n_needles + distractors)
+    values = [str(rng.randrange(1_000_000, 9_999_999)) for _ in keys]
+    needles = list(zip(keys[:n_needles], values[:n_needles]))
+    decoys = list(zip(keys[n_needles:], values[n_needles:]))
+    keys = keys[:n_needles]
     question = template.question.format(key=keys[0]) if n_needles == 1 else template.multi_question.format(
         keys=", ".join(keys[:-1]) + " and " + keys[-1])
     tok = lm.tokenizer
     overhead = len(tok(render_prompt(tok, "\n\n" + question), add_special_tokens=False)["input_ids"])
     needle_tokens = sum(len(tok(" " + template.needle.format(key=k, value=v), add_special_tokens=False)
-                            ["input_ids"]) for k, v in needles)
+                            ["input_ids"]) for k, v in needles + decoys)
     filler = length - overhead - needle_tokens
     if filler < 16:
         raise ValueError(f"length {length} leaves no room for a haystack (prompt overhead is "
@@ -108,13 +116,15 @@ def make_case(lm: "LoadedModel", texts: Sequence[str], length: int, depth: float
     haystack = tok.decode(haystack_tokens(tok, texts, filler, seed=seed * 31 + length))
     if pause is not None:  # pauses first, so no marker ever splits a needle sentence
         haystack = insert_pauses(haystack, tok, pause)
+    for i, (key, value) in enumerate(decoys):  # decoys first, evenly spread; the real needles then go at their depth
+        haystack, _ = place(haystack, template.needle.format(key=key, value=value), (i + 0.5) / len(decoys))
     for i, (key, value) in enumerate(needles):
         haystack, _ = place(haystack, template.needle.format(key=key, value=value), (depth + i / n_needles) % 1.0001)
     prompt = render_prompt(tok, haystack + "\n\n" + question)
     n_tokens = len(tok(prompt, add_special_tokens=False)["input_ids"])
     check_context(lm, n_tokens + ANSWER_BUDGET)
     return NiahCase(length, depth, needles, haystack, question, prompt, n_tokens,
-                    extra={"needle_template": template.needle})
+                    extra={"needle_template": template.needle, "distractors": decoys})
 
 
 def check_context(lm: "LoadedModel", n_tokens: int) -> None:
@@ -149,8 +159,10 @@ def answer(lm: "LoadedModel", prompt: str, max_new_tokens: int = ANSWER_BUDGET) 
 def score_case(lm: "LoadedModel", case: NiahCase) -> dict:
     response = answer(lm, case.prompt)
     scores = [judge(response, value) for _, value in case.needles]
+    decoys = case.extra.get("distractors", [])
     return {"length": case.length, "depth": case.depth, "n_tokens": case.n_tokens, "response": response[:80],
-            "exact": sum(s[0] for s in scores) / len(scores), "fuzzy": sum(s[1] for s in scores) / len(scores)}
+            "exact": sum(s[0] for s in scores) / len(scores), "fuzzy": sum(s[1] for s in scores) / len(scores),
+            "decoy": float(any(judge(response, value)[0] for _, value in decoys))}
 
 
 def depths_grid(n: int = 10) -> list[float]:
@@ -160,7 +172,7 @@ def depths_grid(n: int = 10) -> list[float]:
 
 def run_grid(lm: "LoadedModel", texts: Sequence[str], lengths: Sequence[int], depths: Sequence[float],
              trials: int | dict[int, int] = 1, *, pause: PauseConfig | None = None, n_needles: int = 1,
-             seed: int = 0, progress: bool = True) -> dict:
+             distractors: int = 0, seed: int = 0, progress: bool = True) -> dict:
     """Mean exact/fuzzy score per (length, depth): ``{"exact": {L: {d: x}}, "fuzzy": ..., "records": [...]}``.
 
     ``trials`` may differ per length (fewer at long lengths). Same seeds -> same haystacks and needles in every
@@ -170,7 +182,8 @@ def run_grid(lm: "LoadedModel", texts: Sequence[str], lengths: Sequence[int], de
     jobs = [(L, d, t) for L in lengths for d in depths
             for t in range(trials[L] if isinstance(trials, dict) else trials)]
     for length, depth, trial in tqdm(jobs, disable=not progress, desc="niah"):
-        case = make_case(lm, texts, length, depth, seed=seed + trial, n_needles=n_needles, pause=pause)
+        case = make_case(lm, texts, length, depth, seed=seed + trial, n_needles=n_needles, distractors=distractors,
+                         pause=pause)
         records.append({**score_case(lm, case), "trial": trial})
     grid: dict = {"exact": {}, "fuzzy": {}}
     for metric in ("exact", "fuzzy"):
