@@ -33,6 +33,11 @@ class ForwardOutput(NamedTuple):
     """TopK only: the k kept activations per token and their latent indices (``feature_acts_BF`` is None when
     ``forward(..., dense_acts=False)``, the training fast path)."""
     topk_idx_BK: Tensor | None = None
+    sparse_values_N: Tensor | None = None
+    """ReLU sparse training path (``forward(..., dense_acts=False)``): the N active (token, latent) values, grouped
+    by token, their latent indices and each token's start offset (``embedding_bag`` layout)."""
+    sparse_idx_N: Tensor | None = None
+    sparse_offsets_B: Tensor | None = None
 
 
 class _TopKEncode(torch.autograd.Function):
@@ -54,21 +59,49 @@ class _TopKEncode(torch.autograd.Function):
     def backward(ctx, grad_values_BK: Tensor, _grad_idx: Tensor):  # type: ignore[override]
         x_BD, W_enc_DF, idx_BK, values_BK = ctx.saved_tensors
         B, K = idx_BK.shape
-        F = W_enc_DF.shape[1]
         g_BK = grad_values_BK * (values_BK > 0)
         rows = torch.arange(B, device=x_BD.device).repeat_interleave(K)
-        # G^T as a sparse [F, B] matrix: one entry per (token, chosen latent)
-        G_FB = torch.sparse_coo_tensor(torch.stack([idx_BK.flatten(), rows]), g_BK.flatten(), (F, B),
-                                       check_invariants=False)
-        grad_x = grad_W = grad_b = None
-        if ctx.needs_input_grad[1]:
-            grad_W = torch.sparse.mm(G_FB, x_BD).T
-        if ctx.needs_input_grad[2]:
-            grad_b = torch.zeros(F, dtype=g_BK.dtype, device=g_BK.device).index_add_(0, idx_BK.flatten(),
-                                                                                     g_BK.flatten())
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.sparse.mm(G_FB.t(), W_enc_DF.T)
-        return grad_x, grad_W, grad_b, None
+        # one gradient entry per (token, chosen latent)
+        return (*_sparse_grads(ctx, g_BK.flatten(), rows, idx_BK.flatten(), x_BD, W_enc_DF), None)
+
+
+def _sparse_grads(ctx, g_N: Tensor, rows_N: Tensor, cols_N: Tensor, x_BD: Tensor, W_enc_DF: Tensor):
+    """dx, dW_enc, db_enc of ``hidden = x @ W_enc + b_enc`` when only N (row, col) entries carry gradient g_N."""
+    B, F = x_BD.shape[0], W_enc_DF.shape[1]
+    G_FB = torch.sparse_coo_tensor(torch.stack([cols_N, rows_N]), g_N, (F, B), check_invariants=False)
+    grad_x = grad_W = grad_b = None
+    if ctx.needs_input_grad[1]:
+        grad_W = torch.sparse.mm(G_FB, x_BD).T
+    if ctx.needs_input_grad[2]:
+        grad_b = torch.zeros(F, dtype=g_N.dtype, device=g_N.device).index_add_(0, cols_N, g_N)
+    if ctx.needs_input_grad[0]:
+        grad_x = torch.sparse.mm(G_FB.t(), W_enc_DF.T)
+    return grad_x, grad_W, grad_b
+
+
+class _ReLUEncodeSparse(torch.autograd.Function):
+    """The positive pre-activations as (values, latent index, per-token offsets), with a sparse backward.
+
+    Exactly ReLU's gradient (zero where inactive), so with ``embedding_bag`` decoding a training step costs one dense
+    encoder matmul plus O(nnz * d) instead of five dense [B, d_sae] x d matmuls — a win once the L1 penalty has made
+    the code sparse (the trainer switches to it below ``TrainConfig.sparse_below_density``).
+    """
+
+    @staticmethod
+    def forward(ctx, x_BD: Tensor, W_enc_DF: Tensor, b_enc_F: Tensor):  # type: ignore[override]
+        hidden_BF = torch.addmm(b_enc_F, x_BD, W_enc_DF)
+        rows_N, cols_N = (hidden_BF > 0).nonzero(as_tuple=True)  # row-major: grouped by token
+        values_N = hidden_BF[rows_N, cols_N]
+        counts_B = torch.bincount(rows_N, minlength=x_BD.shape[0])
+        offsets_B = torch.cumsum(counts_B, 0) - counts_B
+        ctx.save_for_backward(x_BD, W_enc_DF, rows_N, cols_N)
+        ctx.mark_non_differentiable(cols_N, offsets_B)
+        return values_N, cols_N, offsets_B
+
+    @staticmethod
+    def backward(ctx, grad_values_N: Tensor, _grad_cols: Tensor, _grad_offsets: Tensor):  # type: ignore[override]
+        x_BD, W_enc_DF, rows_N, cols_N = ctx.saved_tensors
+        return (*_sparse_grads(ctx, grad_values_N, rows_N, cols_N, x_BD, W_enc_DF),)
 
 
 def _rectangle(u: Tensor) -> Tensor:
@@ -186,13 +219,22 @@ class SparseAutoencoder(nn.Module):
         flat = feature_acts_BF.reshape(-1, self.cfg.d_sae)
         return torch.addmm(self.b_dec, flat, self.W_dec).reshape(*feature_acts_BF.shape[:-1], self.cfg.d_in)
 
+    def _centred_flat(self, x_BD: Tensor) -> Tensor:
+        x_flat = x_BD.reshape(-1, self.cfg.d_in).to(self.W_enc.dtype)
+        return x_flat - self.b_dec if self.cfg.apply_b_dec_to_input else x_flat
+
     def forward(self, x_BD: Tensor, dense_acts: bool = True) -> ForwardOutput:
+        """``dense_acts=False`` (training fast paths, TopK and ReLU): no dense [B, d_sae] activations are returned
+        and decoding touches only the active rows of ``W_dec``."""
+        if self.cfg.architecture == "standard" and not dense_acts:
+            values_N, idx_N, offsets_B = _ReLUEncodeSparse.apply(self._centred_flat(x_BD), self.W_enc, self.b_enc)
+            out = torch.nn.functional.embedding_bag(idx_N, self.W_dec, offsets_B, per_sample_weights=values_N,
+                                                    mode="sum") + self.b_dec
+            return ForwardOutput(out.reshape(*x_BD.shape[:-1], self.cfg.d_in), None, None, sparse_values_N=values_N,
+                                 sparse_idx_N=idx_N, sparse_offsets_B=offsets_B)
         if self.cfg.architecture == "topk" and not dense_acts:
             # Training fast path: no dense [B, d_sae] tensors at all besides the encoder's pre-activations.
-            x_flat = x_BD.reshape(-1, self.cfg.d_in).to(self.W_enc.dtype)
-            if self.cfg.apply_b_dec_to_input:
-                x_flat = x_flat - self.b_dec
-            values_BK, idx_BK = _TopKEncode.apply(x_flat, self.W_enc, self.b_enc, self.cfg.k)
+            values_BK, idx_BK = _TopKEncode.apply(self._centred_flat(x_BD), self.W_enc, self.b_enc, self.cfg.k)
             out = torch.nn.functional.embedding_bag(idx_BK, self.W_dec, per_sample_weights=values_BK,
                                                     mode="sum") + self.b_dec
             return ForwardOutput(out.reshape(*x_BD.shape[:-1], self.cfg.d_in), None, None, None, values_BK, idx_BK)
@@ -223,6 +265,9 @@ class SparseAutoencoder(nn.Module):
         """Per-token sparsity penalty (before its coefficient): L1 (x decoder norms) or L0; zero for topk."""
         arch = self.cfg.architecture
         if arch == "standard":  # sum_f f_i * ||W_dec_i||, as a mat-vec (one pass over [B, d_sae])
+            if out.feature_acts_BF is None:  # sparse path: the same sum over the active entries only
+                n_tokens = out.sparse_offsets_B.shape[0]
+                return (out.sparse_values_N * self.W_dec.norm(dim=-1)[out.sparse_idx_N]).sum() / n_tokens
             return (out.feature_acts_BF @ self.W_dec.norm(dim=-1)).mean()
         if arch == "jumprelu":
             if out.l0 is not None:

@@ -88,6 +88,10 @@ class TrainConfig:
     aux_k: int = 256
     aux_coefficient: float = 1 / 32
     resample_every_steps: int = 2500
+    sparse_below_density: float = 0.03
+    """ReLU SAEs: once the previous step's active fraction (L0 / d_sae) is below this, train through the sparse path
+    (``SparseAutoencoder.forward(dense_acts=False)``: same loss and gradients, O(nnz) decoder work); 0 = never.
+    Measured on CPU at d_in 576, d_sae 4608, batch 4096: sparse 3.4x faster at 0.6% active, 0.7x at 7%."""
     normalize_decoder: bool = True
     """Keep decoder rows at unit norm (gradient component along each row removed, rows renormalised after steps)."""
     seed: int = 0
@@ -107,6 +111,8 @@ class TrainConfig:
                              f"got {self.dead_latent_method!r}")
         if self.init_batches < 1:
             raise ValueError("init_batches must be >= 1")
+        if not 0.0 <= self.sparse_below_density <= 1.0:
+            raise ValueError(f"sparse_below_density must be within [0, 1], got {self.sparse_below_density}")
 
     @property
     def total_steps(self) -> int:

@@ -85,6 +85,8 @@ class SAETrainer:
         F = sae_cfg.d_sae
         self.tokens_since_fired_F = torch.zeros(F, dtype=torch.long, device=self.device)
         self.fire_count_F = torch.zeros(F, dtype=torch.long, device=self.device)
+        self.last_density = 1.0
+        """Active fraction of the previous step (decides the ReLU sparse path; checkpointed)."""
         self.step = 0
         self.batches_consumed = 0
         self.scale: float | None = None
@@ -160,10 +162,12 @@ class SAETrainer:
             group["lr"] = lr
         dead_F = self.tokens_since_fired_F > cfg.dead_window_tokens
         use_aux = cfg.dead_latent_method == "aux" and bool(dead_F.any())
-        out = sae(x_BD, dense_acts=use_aux) if self.sae_cfg.architecture == "topk" else sae(x_BD)
+        arch = self.sae_cfg.architecture
+        sparse = (arch == "topk" and not use_aux) or (arch == "standard" and not use_aux and
+                                                      self.last_density < cfg.sparse_below_density)
+        out = sae(x_BD, dense_acts=not sparse)
         mse = (out.sae_out_BD - x_BD).pow(2).sum(-1).mean()
         loss = mse
-        arch = self.sae_cfg.architecture
         if arch != "topk":
             coef = cfg.l1_coefficient if arch == "standard" else cfg.l0_coefficient
             if cfg.sparsity_warmup_steps:
@@ -181,11 +185,15 @@ class SAETrainer:
         if cfg.normalize_decoder:
             sae.normalize_decoder_()
         with torch.no_grad():
-            if out.feature_acts_BF is None:  # topk fast path: count from the k indices per token
+            if out.sparse_idx_N is not None:  # ReLU sparse path: every listed entry is active
+                count_F = torch.bincount(out.sparse_idx_N, minlength=self.sae_cfg.d_sae)
+            elif out.feature_acts_BF is None:  # topk fast path: count from the k indices per token
                 idx = out.topk_idx_BK[out.topk_values_BK > 0]
                 count_F = torch.bincount(idx, minlength=self.sae_cfg.d_sae)
             else:
                 count_F = torch.count_nonzero(out.feature_acts_BF, dim=0)
+            if arch == "standard" and cfg.sparse_below_density > 0:
+                self.last_density = count_F.sum().item() / (x_BD.shape[0] * self.sae_cfg.d_sae)
             self.tokens_since_fired_F += x_BD.shape[0]
             self.tokens_since_fired_F[count_F > 0] = 0
             self.fire_count_F += count_F
@@ -274,7 +282,7 @@ class SAETrainer:
             tensors["rng"] = self.rng.get_state()
             save_file(tensors, tmp / "state.safetensors")
             meta = {"step": self.step, "batches_consumed": self.batches_consumed, "scale": self.scale,
-                    "n_resampled": self.n_resampled, "history": self.history,
+                    "n_resampled": self.n_resampled, "history": self.history, "last_density": self.last_density,
                     "sae_cfg": self.sae_cfg.to_dict(), "train_cfg": self.cfg.to_dict()}
             (tmp / "state.json").write_text(json.dumps(meta))
             if final.exists():
@@ -305,6 +313,7 @@ class SAETrainer:
         self.rng.set_state(tensors["rng"])
         self.step, self.batches_consumed = meta["step"], meta["batches_consumed"]
         self.scale, self.n_resampled, self.history = meta["scale"], meta["n_resampled"], meta["history"]
+        self.last_density = float(meta.get("last_density", 1.0))
 
 
 def train_sae(data: Iterable[Tensor], sae_cfg: SAEConfig, train_cfg: TrainConfig, **kwargs: Any) -> TrainResult:

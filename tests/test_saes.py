@@ -231,3 +231,46 @@ def test_topk_fast_path_matches_dense_path_gradients():
             assert out.feature_acts_BF is None and out.topk_idx_BK.shape == (32, 5)
     for name in grads[0]:
         torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-5)
+
+
+def test_relu_sparse_path_matches_dense_path_loss_and_gradients():
+    sae = SparseAutoencoder(SAEConfig(d_in=D, d_sae=F, architecture="standard"), seed=4)
+    with torch.no_grad():
+        sae.b_dec.normal_()
+        sae.b_enc.normal_().sub_(1.0).clamp_(max=-0.1)  # a sparse code
+    x = torch.randn(32, D)
+    x[0] = sae.b_dec.detach()  # centred input 0 -> pre-activations = b_enc < 0: token 0 fires nothing
+    results = []
+    for dense in (True, False):
+        sae.zero_grad()
+        out = sae(x, dense_acts=dense)
+        loss = (out.sae_out_BD - x).pow(2).sum(-1).mean() + 0.3 * sae.sparsity_loss(out)
+        loss.backward()
+        results.append((loss.detach(), out.sae_out_BD.detach(), {n: p.grad.clone() for n, p in sae.named_parameters()}))
+        if not dense:
+            assert out.feature_acts_BF is None and out.sparse_offsets_B.shape == (32,)
+            counts = torch.diff(torch.cat([out.sparse_offsets_B, torch.tensor([out.sparse_idx_N.numel()])]))
+            assert counts[0] == 0  # the token with an empty code decodes to b_dec
+            torch.testing.assert_close(out.sae_out_BD[0], sae.b_dec.detach())
+    torch.testing.assert_close(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-5, atol=1e-5)
+    for name in results[0][2]:
+        torch.testing.assert_close(results[0][2][name], results[1][2][name], rtol=1e-4, atol=1e-5)
+
+
+def test_trainer_switches_relu_to_sparse_path_and_trains_the_same():
+    cfg = SAEConfig(d_in=D, d_sae=F, architecture="standard")
+    runs = {}
+    for threshold in (0.0, 1.0):  # never sparse / sparse from the second step on
+        trainer = SAETrainer(cfg, small_train_cfg(total_tokens=256 * 8, sparse_below_density=threshold),
+                             progress=False, log_every=1)
+        calls = []
+        original = trainer.sae.forward
+        trainer.sae.forward = lambda x, dense_acts=True: (calls.append(dense_acts), original(x, dense_acts))[1]
+        runs[threshold] = (trainer.fit(synthetic(256 * 8)), calls)
+    assert all(runs[0.0][1]) and runs[1.0][1][0] and not any(runs[1.0][1][1:])
+    dense_sae, sparse_sae = runs[0.0][0].sae, runs[1.0][0].sae
+    for name, param in dense_sae.state_dict().items():
+        torch.testing.assert_close(param, sparse_sae.state_dict()[name], rtol=1e-3, atol=1e-4)
+    with pytest.raises(ValueError, match="sparse_below_density"):
+        small_train_cfg(sparse_below_density=2.0)
