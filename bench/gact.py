@@ -5,7 +5,8 @@ Every method's strength (static-neuron boost, ACT scale, G-ACT scale) is calibra
 value with the highest valid-C++ rate, ties to the smaller value); the test prompts are used once, with that value.
 The language identifier's own accuracy on labelled code is measured in the same run.
 
-    .venv/bin/python bench/gact.py --models smollm2-135m-instruct --generate smollm2-135m-instruct
+    .venv/bin/python bench/gact.py --act-scales 1 2 4 8 16 --neuron-boosts 10 20 40 80   # both models, ~45 min
+    .venv/bin/python bench/gact.py --models smollm2-135m-instruct --generate smollm2-135m-instruct   # ~8 min
 
 Writes bench/results/gact.json (merging per model). Activations are cached under the workbench cache.
 """
@@ -157,9 +158,9 @@ def run_model(name, args):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--models", nargs="+", default=["smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct"])
-    parser.add_argument("--generate", nargs="*", default=["smollm2-135m-instruct"])
+    parser.add_argument("--generate", nargs="*", default=["smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct"])
     parser.add_argument("--k", type=int, default=6)
-    parser.add_argument("--scales", type=float, nargs="+", default=[4.0, 6.0, 7.0, 8.0, 9.0, 10.0],
+    parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0],
                         help="G-ACT scales tried on validation prompts")
     parser.add_argument("--act-scales", type=float, nargs="+", default=[2.0, 4.0, 8.0, 16.0, 32.0])
     parser.add_argument("--neuron-boosts", type=float, nargs="+", default=[5.0, 10.0, 20.0, 40.0, 80.0])
