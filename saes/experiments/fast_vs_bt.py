@@ -108,19 +108,40 @@ def _sae_dir(cfg: ExperimentConfig, regime: str, layer: int) -> Path:
     return Path(cfg.run_dir) / "saes" / f"{cfg.architecture}_L{layer}_{SLUG[regime]}"
 
 
+def usable_tokens(store: ActivationStore, min_position: int) -> int:
+    return store.n_tokens - store.manifest["n_units"] * min_position
+
+
+def train_budget(cfg: ExperimentConfig, stores: dict[str, ActivationStore]) -> int:
+    """Tokens per SAE: ``budget_tokens``, lowered to what the smallest regime store holds (one pass, whole
+    batches) so every regime trains on the same number of tokens without repeating data. The offline chat corpus
+    (999 Alpaca conversations) caps FAST at ~130k tokens."""
+    regimes = [r for r in REGIMES if r in stores]
+    smallest = min(regimes, key=lambda r: usable_tokens(stores[r], cfg.min_position))
+    limit = usable_tokens(stores[smallest], cfg.min_position) // cfg.batch_size * cfg.batch_size
+    if limit < cfg.budget_tokens:
+        logger.warning("budget lowered from %d to %d tokens per SAE: the %s store holds only %d usable tokens "
+                       "(same budget for every regime, no repeated data)", cfg.budget_tokens, limit, smallest,
+                       usable_tokens(stores[smallest], cfg.min_position))
+    if limit < cfg.batch_size * 4:
+        raise ValueError(f"the {smallest} store is too small to train on ({limit} tokens); harvest more data")
+    return min(cfg.budget_tokens, limit)
+
+
 def stage_train(cfg: ExperimentConfig, stores: dict[str, ActivationStore], d_model: int) -> dict:
     timings = {}
+    budget = train_budget(cfg, stores)
     for layer, site in zip(cfg.layers, cfg.sites):
         for regime in [r for r in REGIMES if r in stores]:
             out = _sae_dir(cfg, regime, layer)
             if (out / "cfg.json").exists():
                 continue
             sae_cfg = SAEConfig(d_in=d_model, d_sae=cfg.expansion * d_model, architecture=cfg.architecture, k=cfg.k)
-            tc = TrainConfig(total_tokens=cfg.budget_tokens, batch_size=cfg.batch_size, lr=cfg.lr, lr_end=cfg.lr_end,
+            tc = TrainConfig(total_tokens=budget, batch_size=cfg.batch_size, lr=cfg.lr, lr_end=cfg.lr_end,
                              l1_coefficient=cfg.l1_coefficient, l0_coefficient=cfg.l0_coefficient,
                              sparsity_warmup_steps=cfg.sparsity_warmup_steps, seed=cfg.seed,
-                             dead_window_tokens=cfg.budget_tokens // 4,
-                             checkpoint_every_steps=max(32, cfg.budget_tokens // cfg.batch_size // 10))
+                             dead_window_tokens=budget // 4,
+                             checkpoint_every_steps=max(32, budget // cfg.batch_size // 10))
             t0 = time.perf_counter()
             train_from_store(stores[regime], sae_cfg, tc, out, site=site, regime=regime,
                              checkpoint_dir=Path(cfg.run_dir) / "ckpt" / out.name, buffer_tokens=16_384,
@@ -270,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     out = {
         "experiment": "FAST vs BT(F) vs BT(P) SAEs (METHODS.md §1)",
         "model": cfg.model, "model_fingerprint": lm.fingerprint,
-        "budget_tokens_per_sae": cfg.budget_tokens,
+        "budget_tokens_per_sae": train_budget(cfg, stores),
+        "budget_tokens_requested": cfg.budget_tokens,
         "store_tokens": {r: stores[r].n_tokens for r in stores},
         "config": {k: v for k, v in asdict(cfg).items() if k != "notes"},
         "metric_definitions": {
@@ -303,14 +325,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def combine(cfg: ExperimentConfig) -> Path:
-    """Write bench/results/fast_vs_bt.json: the standard (ReLU+L1) run as the headline, every architecture's
-    results and summary under ``by_architecture``; plots per architecture in the HTML next to it."""
+    """Write bench/results/fast_vs_bt.json: this invocation's architecture as the headline (else the standard
+    ReLU+L1 run), every ``results_*.json`` of the run folder under ``by_architecture``; plots per entry in the HTML
+    next to it."""
     runs = {}
     for path in sorted(Path(cfg.run_dir).glob("results_*.json")):
         runs[path.stem.removeprefix("results_")] = json.loads(path.read_text())
     if not runs:
         raise FileNotFoundError(f"no results_*.json in {cfg.run_dir}; run the experiment first")
-    head = runs.get("standard") or next(iter(runs.values()))
+    head = runs.get(cfg.architecture) or runs.get("standard") or next(iter(runs.values()))
     out = {**head, "by_architecture": {arch: {"results": r["results"], "summary": r["summary"],
                                               "config": r["config"], "timings": r["timings"]}
                                        for arch, r in runs.items()}}
