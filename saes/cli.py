@@ -69,13 +69,12 @@ def _eval(args: argparse.Namespace) -> int:
     from saes.evaluate import evaluate_sae
     from saes.features import inspect_features
     from saes.io import load_sae
-    from saes.pipeline import store_site
     from workbench import atomic
     from workbench.store import ActivationStore
 
     store = ActivationStore.open(args.store)
     sae, meta = load_sae(args.sae, expect_fingerprint=store.fingerprint)
-    site = store_site(store, args.site or meta.hook_name or None)
+    site = store.site(args.site or meta.hook_name or None)
     lm = None
     if args.model:
         from workbench.models import load_model

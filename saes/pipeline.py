@@ -11,22 +11,9 @@ from typing import Any
 from saes.config import SAEConfig, SAEMeta, TrainConfig
 from saes.io import OutputExistsError, save_sae
 from saes.trainer import SAETrainer, TrainResult
-from workbench import hooks
 from workbench.store import ActivationStore
 
 logger = logging.getLogger(__name__)
-
-
-def store_site(store: ActivationStore, site: str | None) -> str:
-    """Canonical site name inside ``store`` (the only one when ``site`` is None)."""
-    if site is None:
-        if len(store.sites) != 1:
-            raise ValueError(f"the store has several sites {store.sites}; choose one with --site")
-        return store.sites[0]
-    name = hooks.parse_site(site).name
-    if name not in store.sites:
-        raise KeyError(f"site {name} is not in the store; it holds {store.sites}")
-    return name
 
 
 def train_from_store(store: ActivationStore, sae_cfg: SAEConfig, train_cfg: TrainConfig, out: str | os.PathLike[str],
@@ -46,7 +33,7 @@ def train_from_store(store: ActivationStore, sae_cfg: SAEConfig, train_cfg: Trai
     if store.n_tokens < train_cfg.batch_size * train_cfg.init_batches:
         raise ValueError(f"the store has only {store.n_tokens} tokens; it needs at least "
                          f"{train_cfg.batch_size * train_cfg.init_batches} (init_batches x batch_size)")
-    name = store_site(store, site)
+    name = store.site(site)
     usable = store.n_tokens - (store.manifest["n_units"] * min_position)
     epochs = math.ceil(train_cfg.total_tokens / max(usable, 1)) + 1
     if epochs > 2:

@@ -16,9 +16,7 @@ TEXTS = ["The river runs north past the mill. Birds fly south in winter. The old
          "Mountains are tall and cold. Valleys are green and low. Farmers plant wheat in spring. " * 20]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread(one_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="session")

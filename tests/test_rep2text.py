@@ -17,9 +17,7 @@ TEXTS = ["The quick brown fox jumps over the lazy dog near the river bank today.
          "Colourless green ideas sleep furiously under the old oak tree at night."]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread(one_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="session")

@@ -88,10 +88,11 @@ class ActivationStore:
                 raise ValueError(f"{shard['file']} does not match its sha256: corrupt; delete the store and harvest again")
 
     # ---- access --------------------------------------------------------------------------------------------------
-    def _site(self, site: str | None) -> str:
+    def site(self, site: str | None) -> str:
+        """Canonical name of ``site`` in this store (the only one when ``site`` is None)."""
         if site is None:
             if len(self.sites) != 1:
-                raise ValueError(f"this store has several sites {self.sites}; name one")
+                raise ValueError(f"this store has several sites {self.sites}; name one (--site on the command line)")
             return self.sites[0]
         name = hooks.parse_site(site).name
         if name not in self.sites:
@@ -99,7 +100,7 @@ class ActivationStore:
         return name
 
     def load_shard(self, index: int, site: str | None = None) -> ShardData:
-        name = self._site(site)
+        name = self.site(site)
         path = self.folder / self.manifest["shards"][index]["file"]
         try:
             tensors = load_file(str(path))
