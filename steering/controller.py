@@ -22,6 +22,7 @@ get them, with the same result:
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
@@ -132,13 +133,8 @@ def patch_ops(lm: "LoadedModel", layers: Sequence[int], directions_LD: Tensor, s
             for i, layer in enumerate(layers)]
 
 
-@dataclass
-class _Decision:
-    """Per-session state shared by a live controller's ops: the current prompt batch's decision."""
-
-    out: ControllerOut | None = None
-    coeff_BL: Tensor | None = None
-    history: list[ControllerOut] = field(default_factory=list)
+KEEP_DECISIONS = 64
+"""A live session keeps its most recent decisions only (an attached deployment handle serves requests for ever)."""
 
 
 @dataclass
@@ -153,7 +149,8 @@ class ControllerRead(hooks.Op):
 
     controller: "Controller" = None  # type: ignore[assignment]
     lm: "LoadedModel" = None  # type: ignore[assignment]
-    state: _Decision = None  # type: ignore[assignment]
+    decisions: deque = None  # type: ignore[assignment]
+    """Shared with the session's patch ops: the last entry steers the current prompt batch."""
 
     def run(self, acts: Tensor, ctx: hooks.HookContext) -> None:
         return None
@@ -172,21 +169,16 @@ class ControllerRead(hooks.Op):
             except hooks.StopForward:
                 pass
         acts_BKD = torch.stack([rec.result()[:, -1].float() for rec in recorders], dim=1)
-        self.state.out = self.controller.predict(acts_BKD)
-        self.state.coeff_BL = self.state.out.coeff_BL
-        self.state.history.append(self.state.out)
+        self.decisions.append(self.controller.predict(acts_BKD))
 
 
 class LiveSession(hooks.HookSession):
-    """A controller applied through hooks only; ``decisions`` lists ``ControllerOut`` per prompt forward pass."""
+    """A controller applied through hooks only; ``decisions`` holds the ``ControllerOut`` of each prompt forward
+    pass (the most recent ``KEEP_DECISIONS``)."""
 
-    def __init__(self, lm: "LoadedModel", ops: Sequence[hooks.Op], state: _Decision) -> None:
+    def __init__(self, lm: "LoadedModel", ops: Sequence[hooks.Op], decisions: deque) -> None:
         super().__init__(lm, ops)
-        self._state = state
-
-    @property
-    def decisions(self) -> list[ControllerOut]:
-        return self._state.history
+        self.decisions = decisions
 
 
 @dataclass
@@ -215,10 +207,11 @@ class Controller:
         return cls(net, cfg, read, steer, unit_rows(directions, len(steer), lm.d_model), lm.fingerprint,
                    lm.d_model, dict(metadata))
 
-    def check_model(self, lm: "LoadedModel") -> None:
+    def check_model(self, lm: "LoadedModel", *, fingerprint: bool = True) -> None:
+        """Width and layers always; the fingerprint unless ``fingerprint=False`` (a bundle checks its own)."""
         if self.d_model != lm.d_model:
             raise ValueError(f"controller was built for width {self.d_model}; {lm.name} has d_model={lm.d_model}")
-        if self.model_fingerprint != lm.fingerprint:
+        if fingerprint and self.model_fingerprint != lm.fingerprint:
             raise ValueError(f"controller was trained on a model with fingerprint {self.model_fingerprint}, but "
                              f"{lm.name} has {lm.fingerprint}; retrain it on this model")
         if max(self.read_layers + self.steer_layers) >= lm.n_layers:
@@ -244,24 +237,24 @@ class Controller:
     def ops(self, lm: "LoadedModel", coeff: Callable[[], Tensor]) -> list[hooks.Op]:
         return patch_ops(lm, self.steer_layers, self.directions_LD, self.config.strength, coeff)
 
-    def live_ops(self, lm: "LoadedModel") -> tuple[list[hooks.Op], _Decision]:
+    def live_ops(self, lm: "LoadedModel") -> tuple[list[hooks.Op], deque]:
         """Hook ops that make the decision from the prompt themselves (see ``ControllerRead``) and patch every
-        weighted layer at the last position; no fingerprint check (callers check)."""
-        state = _Decision()
+        weighted layer at the last position; no fingerprint check (callers check). Also returns the decisions."""
+        decisions: deque = deque(maxlen=KEEP_DECISIONS)
         zero = torch.zeros(())
 
         def coeff() -> Tensor:
-            return state.coeff_BL if state.coeff_BL is not None else zero
+            return decisions[-1].coeff_BL if decisions else zero
 
-        reader = ControllerRead(site=self.read_sites()[-1], controller=self, lm=lm, state=state)
-        return [reader, *self.ops(lm, coeff)], state
+        reader = ControllerRead(site=self.read_sites()[-1], controller=self, lm=lm, decisions=decisions)
+        return [reader, *self.ops(lm, coeff)], decisions
 
     def session(self, lm: "LoadedModel") -> LiveSession:
         """Context manager / handle: the controller steers every ``lm.model(...)`` / ``lm.model.generate(...)``
         inside it on its own (hooks only, this thread only); ``.decisions`` holds what it decided per prompt."""
         self.check_model(lm)
-        ops, state = self.live_ops(lm)
-        return LiveSession(lm, ops, state)
+        ops, decisions = self.live_ops(lm)
+        return LiveSession(lm, ops, decisions)
 
     def constant(self, lm: "LoadedModel", coeff: float = 0.5) -> hooks.HookSession:
         """The same patch with a fixed ``s · w_l = coeff`` for every prompt (constant-strength steering)."""

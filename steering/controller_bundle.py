@@ -80,9 +80,7 @@ def controller_from_op(op: BundleOp, tensors: dict[str, Tensor], model: dict[str
 
 def _apply_controller(lm: "LoadedModel", op: BundleOp, tensors: dict[str, Tensor]) -> list[hooks.Op]:
     ctrl = controller_from_op(op, tensors, {"d_model": lm.d_model, "fingerprint": None})
-    if max(ctrl.read_layers + ctrl.steer_layers) >= lm.n_layers:
-        raise ValueError(f"controller uses layers up to {max(ctrl.read_layers + ctrl.steer_layers)}; {lm.name} has "
-                         f"{lm.n_layers}")
+    ctrl.check_model(lm, fingerprint=False)  # Bundle.apply has checked the fingerprint (when strict)
     ops, _ = ctrl.live_ops(lm)
     return ops
 
