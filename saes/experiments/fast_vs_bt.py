@@ -128,9 +128,8 @@ def train_budget(cfg: ExperimentConfig, stores: dict[str, ActivationStore]) -> i
     return min(cfg.budget_tokens, limit)
 
 
-def stage_train(cfg: ExperimentConfig, stores: dict[str, ActivationStore], d_model: int) -> dict:
+def stage_train(cfg: ExperimentConfig, stores: dict[str, ActivationStore], d_model: int, budget: int) -> dict:
     timings = {}
-    budget = train_budget(cfg, stores)
     for layer, site in zip(cfg.layers, cfg.sites):
         for regime in [r for r in REGIMES if r in stores]:
             out = _sae_dir(cfg, regime, layer)
@@ -275,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage == "harvest":
         return 0
     t0 = time.perf_counter()
-    timings["train_s_per_sae"] = stage_train(cfg, stores, lm.d_model)
+    budget = train_budget(cfg, stores)
+    timings["train_s_per_sae"] = stage_train(cfg, stores, lm.d_model, budget)
     timings["train_s"] = round(time.perf_counter() - t0, 1)
     if args.stage == "train":
         return 0
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     out = {
         "experiment": "FAST vs BT(F) vs BT(P) SAEs (METHODS.md §1)",
         "model": cfg.model, "model_fingerprint": lm.fingerprint,
-        "budget_tokens_per_sae": train_budget(cfg, stores),
+        "budget_tokens_per_sae": budget,
         "budget_tokens_requested": cfg.budget_tokens,
         "store_tokens": {r: stores[r].n_tokens for r in stores},
         "config": {k: v for k, v in asdict(cfg).items() if k != "notes"},
