@@ -73,12 +73,17 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--short", type=int, nargs="*", default=[512, 1024])
     parser.add_argument("--long", type=int, nargs="*", default=[2048, 4096])
-    parser.add_argument("--depths", type=int, default=10)
+    parser.add_argument("--depths", type=int, default=15, help="needle depths, evenly 1/n..1 (paper: 15)")
+    parser.add_argument("--trials", type=int, nargs=2, default=[2, 1], metavar=("SHORT", "LONG"),
+                        help="trials per cell at lengths <= 1024 and above")
     parser.add_argument("--distractors", type=int, default=0,
                         help="needles for other keys in every haystack (harder: single-needle NIAH is at ceiling)")
-    parser.add_argument("--every", type=int, default=256, help="pause every N tokens")
-    parser.add_argument("--tune-steps", type=int, default=30)
-    parser.add_argument("--tune-seconds", type=float, default=600)
+    parser.add_argument("--every", type=int, default=400, help="pause every N tokens (paper: ~400-450)")
+    parser.add_argument("--tune-steps", type=int, default=300)
+    parser.add_argument("--tune-lengths", type=int, nargs="+", default=[512, 768, 1024])
+    parser.add_argument("--tune-distractors", type=int, default=None,
+                        help="decoy needles in the tuning data (default: --distractors)")
+    parser.add_argument("--tune-seconds", type=float, default=3600)
     parser.add_argument("--attn-length", type=int, default=1024)
     parser.add_argument("--multi-length", type=int, default=1024)
     parser.add_argument("--stop-at", default=None, help="HH:MM; later stages are skipped")
@@ -107,7 +112,8 @@ def main() -> None:
     hay = wdata.load_wikipedia()
     pause = PauseConfig(every_n_tokens=args.every)
     depths = depths_grid(args.depths)
-    trials = {L: (2 if L <= 512 else 1) for L in args.short + args.long}
+    trials = {L: (args.trials[0] if L <= 1024 else args.trials[1]) for L in args.short + args.long}
+    tune_distractors = args.distractors if args.tune_distractors is None else args.tune_distractors
     out = Path(args.out)
     figs = Path(args.runs) / "figs"
     report: dict = {"model": args.model, "fingerprint": lm.fingerprint, "paper": PAPER,
@@ -183,13 +189,16 @@ def main() -> None:
     tuned = {}
 
     def tune() -> None:
-        cfg = TuneConfig(steps=args.tune_steps, lengths=(384, 512), pause=pause)
+        cfg = TuneConfig(steps=args.tune_steps, lengths=tuple(args.tune_lengths), pause=pause,
+                         distractors=tune_distractors)
         examples = synthetic_examples(lm, wdata.load_c4(), args.tune_steps, cfg)
         model, summary = pause_tune(lm, examples, cfg, out_dir=Path(args.runs) / "lora",
                                     max_seconds=args.tune_seconds)
         tuned["lm"] = model
         report["tune"] = {k: v for k, v in summary.items() if k != "config"} | {
-            "config": summary["config"], "data": "synthetic access-code QA on C4 filler with pauses, batch 1"}
+            "config": summary["config"],
+            "data": f"synthetic access-code QA on C4 filler with pauses and {tune_distractors} decoy codes, batch 1, "
+                    "one fresh example per step"}
 
     if args.lora:
         from probes.pause import load_pause_lora

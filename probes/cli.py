@@ -126,7 +126,8 @@ def _pause_tune(args) -> int:
     from probes.pause import TuneConfig, pause_tune, synthetic_examples
 
     lm = _load(args.model)
-    cfg = TuneConfig(steps=args.steps, rank=args.rank, lr=args.lr, pause=_pause_cfg(args))
+    cfg = TuneConfig(steps=args.steps, rank=args.rank, lr=args.lr, pause=_pause_cfg(args),
+                     lengths=tuple(args.lengths), distractors=args.distractors)
     examples = synthetic_examples(lm, _haystack("c4"), args.steps, cfg)
     _, summary = pause_tune(lm, examples, cfg, out_dir=args.out)
     logger.info("pause LoRA in %s; final loss %s", args.out, summary["losses"][-1])
@@ -207,5 +208,8 @@ def register(subparsers) -> None:
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--rank", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--lengths", type=int, nargs="+", default=[384, 512, 768],
+                   help="context lengths of the synthetic examples (tokens, sampled uniformly)")
+    p.add_argument("--distractors", type=int, default=0, help="decoy needles in every training context")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_pause_tune)

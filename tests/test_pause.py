@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -157,6 +159,15 @@ def test_pause_tune_roundtrip(lm, tmp_path):
         assert not torch.allclose(loaded.model(ids).logits, lm.model(ids).logits, atol=1e-6)
     with pytest.raises(ValueError, match="fingerprint"):
         load_pause_lora(tmp_path, tiny_model(seed=1))
+
+
+def test_tuning_examples_with_decoys_ask_for_one_of_several_codes(lm):
+    cfg = TuneConfig(steps=3, lengths=(470,), distractors=3, pause=PauseConfig(every_n_tokens=200))
+    for prompt, answer in synthetic_examples(lm, TEXTS, 3, cfg):
+        codes = re.findall(r"access code for the \w+ vault is (\d+)", prompt)
+        assert len(codes) == 4 and answer in codes  # the asked code plus 3 decoys
+    with pytest.raises(ValueError, match="distractors"):
+        TuneConfig(distractors=40)
 
 
 def test_plots_build():

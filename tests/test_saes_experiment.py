@@ -36,3 +36,20 @@ def test_combine_merges_architectures(tmp_path):
     out = json.loads(combine(cfg).read_text())
     assert out["config"]["architecture"] == "standard" and set(out["by_architecture"]) == {"standard", "topk"}
     assert (tmp_path / "out.html").read_text().count("<div") >= 2
+
+
+def test_user_corpora_replace_the_offline_demo(tmp_path):
+    """--chat-data/--text-data feed every regime and the held-out set; train and held-out share no conversation."""
+    from saes.experiments.fast_vs_bt import ExperimentConfig, _examples, chat_corpus
+    chats = [{"messages": [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": f"a{i}"}]}
+             for i in range(50)]
+    (tmp_path / "chat.jsonl").write_text("\n".join(json.dumps(c) for c in chats))
+    (tmp_path / "docs.txt").write_text("\n".join(f"document {i}" for i in range(7)))
+    cfg = ExperimentConfig(chat_data=str(tmp_path / "chat.jsonl"), text_data=str(tmp_path / "docs.txt"),
+                           heldout_conversations=3)
+    ex = _examples(cfg)
+    assert sorted(ex["BT(P)"]) == sorted(f"document {i}" for i in range(7))
+    assert ex["FAST"] == ex["BT(F)"] and len(ex["FAST"]) == 40 and len(ex["heldout"]) == 3
+    train_q = {c[0]["content"] for c in ex["FAST"]}
+    assert not train_q & {c[0]["content"] for c in ex["heldout"]}
+    assert chat_corpus(cfg)[0] == ex["FAST"]  # deterministic split

@@ -50,21 +50,27 @@ class TuneConfig:
     """Context lengths of the synthetic training examples (sampled uniformly)."""
     seed: int = 0
     pause: PauseConfig = field(default_factory=PauseConfig)
+    distractors: int = 0
+    """Decoy needles (other keys, not asked) in every training context: teaches retrieving the asked key, not the
+    only number present."""
 
     def __post_init__(self) -> None:
         if self.rank < 1 or self.steps < 1 or self.lr <= 0:
             raise ValueError("rank and steps must be >= 1 and lr > 0")
+        if not 0 <= self.distractors < len(TRAIN_TEMPLATE.keys):
+            raise ValueError(f"distractors must be in [0, {len(TRAIN_TEMPLATE.keys) - 1}], got {self.distractors}")
         if not self.lengths or min(self.lengths) < 64:
             raise ValueError("lengths must be non-empty and each >= 64 tokens")
 
 
 def synthetic_examples(lm: "LoadedModel", texts: Sequence[str], n: int, cfg: TuneConfig) -> list[tuple[str, str]]:
-    """``n`` (prompt, answer) pairs: a needle at a random depth in filler with pauses, and the number as answer."""
+    """``n`` (prompt, answer) pairs: a needle at a random depth in filler with pauses (and ``cfg.distractors`` decoy
+    needles), and the asked number as answer."""
     rng = random.Random(cfg.seed)
     out = []
     for i in range(n):
         case = make_case(lm, texts, rng.choice(cfg.lengths), rng.random(), seed=10_000 + i, pause=cfg.pause,
-                         template=TRAIN_TEMPLATE)
+                         distractors=cfg.distractors, template=TRAIN_TEMPLATE)
         out.append((case.prompt, case.needles[0][1]))
     return out
 

@@ -69,6 +69,11 @@ class ExperimentConfig:
     threads: int = 1
     run_dir: str = "runs/fast_vs_bt"
     out_json: str = "bench/results/fast_vs_bt.json"
+    chat_data: str | None = None
+    """Local JSON/JSONL conversations (workbench.local_data) for BT(F)/FAST and the held-out set, instead of the
+    offline Alpaca demo (999 conversations, ~130k FAST tokens): the way to reach millions of tokens per SAE."""
+    text_data: str | None = None
+    """Local documents for BT(P) instead of the offline C4 + Wikipedia demo (~400k tokens)."""
     intervention_prompts: int = 48
     alphas: tuple[float, ...] = (0, 10, 25, 50, 100, 200)
     notes: list[str] = field(default_factory=list)
@@ -78,14 +83,30 @@ class ExperimentConfig:
         return [f"blocks.{layer}.hook_resid_post" for layer in self.layers]
 
 
+def chat_corpus(cfg: ExperimentConfig) -> tuple[list, list, list]:
+    """(train, val, test) conversations: ``cfg.chat_data`` if given, else the offline Alpaca demo."""
+    from workbench.local_data import load_conversations
+
+    if cfg.chat_data is not None:
+        conversations = load_conversations(cfg.chat_data)
+    else:
+        data.fetch()
+        conversations = [data.to_chat(x, with_response=True) for x in data.load_alpaca()]
+    return data.split(conversations, seed=cfg.seed)
+
+
 def _examples(cfg: ExperimentConfig) -> dict[str, list]:
-    data.fetch()
-    train, _, test = data.split(data.load_alpaca(), seed=cfg.seed)
-    chats = [data.to_chat(x, with_response=True) for x in train]
-    texts = list(data.load_c4()) + list(data.load_wikipedia())
+    """Training rows per regime plus the held-out conversations (test split of the same chat corpus)."""
+    from workbench.local_data import load_texts
+
+    train, _, test = chat_corpus(cfg)
+    if cfg.text_data is not None:
+        texts = load_texts(cfg.text_data)
+    else:
+        data.fetch()
+        texts = list(data.load_c4()) + list(data.load_wikipedia())
     random.Random(cfg.seed).shuffle(texts)
-    held = [data.to_chat(x, with_response=True) for x in test][:cfg.heldout_conversations]
-    return {"BT(P)": texts, "BT(F)": chats, "FAST": chats, "heldout": held}
+    return {"BT(P)": texts, "BT(F)": train, "FAST": train, "heldout": test[:cfg.heldout_conversations]}
 
 
 def stage_harvest(cfg: ExperimentConfig, lm, regimes: tuple[str, ...] = (*REGIMES, "heldout")
@@ -186,8 +207,8 @@ def stage_eval(cfg: ExperimentConfig, stores: dict[str, ActivationStore], lm) ->
 
 
 def stage_intervene(cfg: ExperimentConfig, stores: dict[str, ActivationStore], lm) -> dict:
-    _, val, _ = data.split(data.load_alpaca(), seed=cfg.seed)
-    prompts = [x["instruction"] + ("\n" + x["input"] if x.get("input") else "") for x in val]
+    _, val, _ = chat_corpus(cfg)
+    prompts = [next(m["content"] for m in conv if m["role"] == "user") for conv in val]
     discover, test = prompts[:cfg.intervention_prompts], prompts[-3:]
     layer = cfg.layers[len(cfg.layers) // 2]
     out = {}
@@ -252,12 +273,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="stores, SAEs and checkpoints (a different budget needs its own folder)")
     parser.add_argument("--out-json", default=ExperimentConfig.out_json)
     parser.add_argument("--threads", type=int, default=ExperimentConfig.threads)
+    parser.add_argument("--chat-data", default=None,
+                        help="JSON/JSONL conversations (messages / ShareGPT / Alpaca rows) for BT(F), FAST and the "
+                             "held-out set; default: the offline Alpaca demo")
+    parser.add_argument("--text-data", default=None, help="documents (.txt lines or JSON/JSONL 'text') for BT(P)")
     parser.add_argument("--regimes", default=",".join((*REGIMES, "heldout")),
                         help="with --stage harvest/train: only these stores/SAEs (to pipeline stages across processes)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     cfg = ExperimentConfig(budget_tokens=args.budget_tokens, architecture=args.architecture, run_dir=args.run_dir,
-                           out_json=args.out_json, threads=args.threads)
+                           out_json=args.out_json, threads=args.threads, chat_data=args.chat_data,
+                           text_data=args.text_data)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     if args.stage == "combine":
