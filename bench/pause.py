@@ -62,6 +62,8 @@ def merge(into: Path, other: Path) -> None:
         for suffix in ("", "_fuzzy"):
             report.setdefault(key + suffix, {}).update(extra.get(key + suffix, {}))
         report.setdefault("records", {}).setdefault(key, []).extend(extra.get("records", {}).get(key, []))
+    if "niah_multi" in extra:
+        report["niah_multi"] = extra["niah_multi"]
     report["stages_done"] += [s for s in extra.get("stages_done", []) if s not in report["stages_done"]]
     report["seconds"].update(extra.get("seconds", {}))
     summarise(report)

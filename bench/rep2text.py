@@ -29,6 +29,11 @@ RESULTS = Path(__file__).parent / "results" / "rep2text.json"
 PAPER = {"source": "Rep2Text (3B-8B targets)", "token_recovery_16": "about 0.5", "rouge1_16": "0.45-0.52"}
 
 
+def loss_curve(losses: list[float], every: int = 100) -> list[float]:
+    """Mean training loss over each block of ``every`` steps (shows whether the adapter is still learning)."""
+    return [round(sum(chunk) / len(chunk), 4) for chunk in (losses[i:i + every] for i in range(0, len(losses), every))]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="smollm2-135m-instruct")
@@ -92,7 +97,8 @@ def main() -> None:
         entry = {"train": {"steps_done": inverter.train_steps, "steps_planned": args.steps,
                            "first_loss": inverter.losses[0] if inverter.losses else None,
                            "final_loss_mean_last10": round(sum(last10) / max(1, len(last10)), 4),
-                           "seconds_this_run": round(train_s, 1)},
+                           "seconds_this_run": round(train_s, 1),
+                           "loss_mean_per_100_steps": loss_curve(inverter.losses)},
                  "lengths": {}, "ood": {}}
         for n, spans in eval_spans.items():
             entry["lengths"][str(n)] = evaluate(inverter, spans, states=eval_states[n][layer])

@@ -93,6 +93,9 @@ def test_make_case_length_and_errors(lm):
     assert paused.needles == case.needles and "<PAUSE>" in paused.prompt
     multi = make_case(lm, TEXTS, 400, 0.2, n_needles=3)
     assert len(multi.needles) == 3 and all(v in multi.prompt for _, v in multi.needles)
+    for depth in depths_grid(15):  # 1/3 + 2/3 rounds past 1.0: the last needle must wrap, not fail
+        wrapped = make_case(lm, TEXTS, 400, depth, n_needles=3)
+        assert all(v in wrapped.prompt for _, v in wrapped.needles)
     with pytest.raises(ValueError, match="context"):
         make_case(lm, TEXTS, 2000, 0.5)
     with pytest.raises(ValueError, match="longer length"):

@@ -119,7 +119,9 @@ def make_case(lm: "LoadedModel", texts: Sequence[str], length: int, depth: float
     for i, (key, value) in enumerate(decoys):  # decoys first, evenly spread; the real needles then go at their depth
         haystack, _ = place(haystack, template.needle.format(key=key, value=value), (i + 0.5) / len(decoys))
     for i, (key, value) in enumerate(needles):
-        haystack, _ = place(haystack, template.needle.format(key=key, value=value), (depth + i / n_needles) % 1.0001)
+        at = depth + i / n_needles  # the later needles wrap around past the end; 1.0 itself stays the end
+        at = at - 1.0 if at > 1.0 + 1e-6 else min(at, 1.0)
+        haystack, _ = place(haystack, template.needle.format(key=key, value=value), at)
     prompt = render_prompt(tok, haystack + "\n\n" + question)
     n_tokens = len(tok(prompt, add_special_tokens=False)["input_ids"])
     check_context(lm, n_tokens + ANSWER_BUDGET)
