@@ -2,7 +2,7 @@
 steering bundle, and artifact discovery for the capability pages. UI glue only; the math lives in the packages.
 
 Every page starts with ``lm = state.sidebar()``. ``WORKBENCH_APP_MODEL`` picks the default model (tests use
-``"tiny (test)"``); ``WORKBENCH_RUNS`` adds a folder to search for trained artifacts (default: ``runs/``).
+``"tiny (test)"``); ``WORKBENCH_RUNS`` is the folder searched for trained artifacts (default: the repo's ``runs/``).
 """
 
 from __future__ import annotations
@@ -86,10 +86,8 @@ def optional_import(module: str):
 
 
 def artifact_roots() -> list[Path]:
-    roots = [REPO / "runs"]
-    if os.environ.get("WORKBENCH_RUNS"):
-        roots.insert(0, Path(os.environ["WORKBENCH_RUNS"]))
-    return [r for r in roots if r.is_dir()]
+    root = Path(os.environ["WORKBENCH_RUNS"]) if os.environ.get("WORKBENCH_RUNS") else REPO / "runs"
+    return [root] if root.is_dir() else []
 
 
 def find_artifacts(kinds: Sequence[str], lm=None, names: Sequence[str] = ("cfg.json", "manifest.json")) -> list[Path]:
@@ -110,7 +108,8 @@ def find_artifacts(kinds: Sequence[str], lm=None, names: Sequence[str] = ("cfg.j
 
 def _fingerprint_ok(folder: Path, fingerprint: str) -> bool:
     for path in sorted(folder.glob("*.json"))[:8]:
-        seen = _find_key(read_json(path), ("model_fingerprint", "fingerprint"))
+        seen = _find_key(read_json(path), ("model_fingerprint", "fingerprint", "target_fingerprint",
+                                           "base_fingerprint"))
         if seen is not None and seen != fingerprint:
             return False
     return True

@@ -55,7 +55,16 @@ def summarise(report: dict) -> None:
         report["ratio_vs_base"][key] = {L: round(cond[L] / base[L], 4) for L in common if base[L] > 0}
 
 
-def merge(into: Path, other: Path) -> None:
+def write_grid_figs(report: dict, figs: Path) -> None:
+    """NIAH heatmaps per condition and the lost-in-the-middle depth curves (plotly HTML)."""
+    for key in GRID_KEYS:
+        if report.get(key):
+            plots.save_html(plots.niah_heatmap(report[key], title=key), figs / f"{key}.html")
+    plots.save_html(plots.depth_curves({k: report[k] for k in GRID_KEYS if report.get(k)}),
+                    figs / "depth_curves.html")
+
+
+def merge(into: Path, other: Path, figs: Path | None = None) -> None:
     """Fold the grids, records and stage list of a parallel run (e.g. the 4k lengths) into ``into``."""
     report, extra = json.loads(into.read_text()), json.loads(other.read_text())
     for key in GRID_KEYS:
@@ -68,6 +77,8 @@ def merge(into: Path, other: Path) -> None:
     report["seconds"].update(extra.get("seconds", {}))
     summarise(report)
     atomic.write_json(into, report)
+    if figs is not None:
+        write_grid_figs(report, figs)
 
 
 def main() -> None:
@@ -94,10 +105,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runs", default="runs/pause")
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--figs", default=str(RESULTS.parent / "pause_figs"), help="folder for the plotly figures")
     parser.add_argument("--merge", default=None, help="merge this parallel run's JSON into --out, then exit")
     args = parser.parse_args()
     if args.merge:
-        merge(Path(args.out), Path(args.merge))
+        merge(Path(args.out), Path(args.merge), Path(args.figs))
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     torch.set_num_threads(args.threads)
@@ -117,7 +129,7 @@ def main() -> None:
     trials = {L: (args.trials[0] if L <= 1024 else args.trials[1]) for L in args.short + args.long}
     tune_distractors = args.distractors if args.tune_distractors is None else args.tune_distractors
     out = Path(args.out)
-    figs = Path(args.runs) / "figs"
+    figs = Path(args.figs)
     report: dict = {"model": args.model, "fingerprint": lm.fingerprint, "paper": PAPER,
                     "pause_config": {"marker": pause.marker, "every_n_tokens": pause.every_n_tokens},
                     "sizes": {"depths": depths, "trials_per_cell": trials, "haystack": "wikipedia",
@@ -232,11 +244,7 @@ def main() -> None:
     stage("multi_needle", multi)
     for length in args.long[1:]:
         long(length)
-    for key in ("niah_base", "niah_pause_prompt", "niah_pause_tuned"):
-        if report[key]:
-            plots.save_html(plots.niah_heatmap(report[key], title=key), figs / f"{key}.html")
-    plots.save_html(plots.depth_curves({k: report[k] for k in ("niah_base", "niah_pause_prompt", "niah_pause_tuned")
-                                        if report[k]}), figs / "depth_curves.html")
+    write_grid_figs(report, figs)
     save()
 
 

@@ -3,6 +3,7 @@ exports work end to end; a bad upload changes nothing."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -207,6 +208,9 @@ def test_rep2text_page_runs_an_inverter(tmp_path):
 
     lm = tiny_model()
     Inverter(lm, lm, Rep2TextConfig(layer=1)).save(tmp_path / "runs" / "rep2text" / "layer1")  # untrained: real I/O
+    foreign = tmp_path / "runs" / "rep2text" / "other_model"  # an inverter trained for another target: not listed
+    foreign.mkdir()
+    (foreign / "cfg.json").write_text(json.dumps({"format": "rep2text-v1", "target_fingerprint": "0" * 16}))
     at = run_page(APP / "pages" / "6_Rep2Text.py")
     at.text_input(key="r2t_text").input("abc").run()
     at.button(key="r2t_run").click().run()
