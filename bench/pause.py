@@ -6,7 +6,8 @@ Stages (results are written to bench/results/pause.json after each, so a run cut
  5. longer lengths for all conditions;  6. multi-needle variant.  Stages after ``--stop-at`` (HH:MM, local) are skipped.
 The comparison "in the same run" is pause_prompt / base and pause_tuned / base on identical haystacks and needles.
 
-    .venv/bin/python bench/pause.py --stop-at 10:30
+    .venv/bin/python bench/pause.py --stop-at 10:30      # defaults reproduce the committed pause.json
+    .venv/bin/python bench/pause.py --distractors 0 --every 256 --depths 10 --trials 2 1  # single-needle (ceiling)
 """
 
 from __future__ import annotations
@@ -87,9 +88,9 @@ def main() -> None:
     parser.add_argument("--short", type=int, nargs="*", default=[512, 1024])
     parser.add_argument("--long", type=int, nargs="*", default=[2048, 4096])
     parser.add_argument("--depths", type=int, default=15, help="needle depths, evenly 1/n..1 (paper: 15)")
-    parser.add_argument("--trials", type=int, nargs=2, default=[2, 1], metavar=("SHORT", "LONG"),
+    parser.add_argument("--trials", type=int, nargs=2, default=[3, 2], metavar=("SHORT", "LONG"),
                         help="trials per cell at lengths <= 1024 and above")
-    parser.add_argument("--distractors", type=int, default=0,
+    parser.add_argument("--distractors", type=int, default=4,
                         help="needles for other keys in every haystack (harder: single-needle NIAH is at ceiling)")
     parser.add_argument("--every", type=int, default=400, help="pause every N tokens (paper: ~400-450)")
     parser.add_argument("--tune-steps", type=int, default=300)
