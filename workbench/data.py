@@ -293,14 +293,17 @@ def load_alpaca(*, verify: bool = False) -> list[dict[str, str]]:
     return [{k: str(row.get(k) or "") for k in ("instruction", "input", "output")} for row in data]
 
 
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+"""ShareGPT ``from`` values -> chat-template roles."""
+
+
 def load_dpo(*, verify: bool = False) -> list[dict[str, Any]]:
     """LLaMA-Factory's DPO demo: ``{"messages": [{"role", "content"}], "chosen": str, "rejected": str}``."""
-    roles = {"human": "user", "gpt": "assistant", "system": "system"}
     data = json.loads(_file("llamafactory", "dpo_en_demo.json", verify=verify).read_text(encoding="utf-8"))
     return [
         {
             "messages": [
-                {"role": roles.get(t["from"], t["from"]), "content": t["value"]} for t in row["conversations"]
+                {"role": SHAREGPT_ROLES.get(t["from"], t["from"]), "content": t["value"]} for t in row["conversations"]
             ],
             "chosen": row["chosen"]["value"],
             "rejected": row["rejected"]["value"],

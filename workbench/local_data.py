@@ -17,9 +17,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from workbench.data import to_chat
+from workbench.data import SHAREGPT_ROLES, to_chat
 
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 ROLES = ("system", "user", "assistant")
 
 
